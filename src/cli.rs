@@ -1,0 +1,296 @@
+//! Command-line definitions: the operator commands and the hidden role
+//! subcommands that the supervisor (and ssh, on the secondary) start.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// GlusterFS geo-replication daemon.
+///
+/// Replicates a GlusterFS primary volume to a secondary volume over ssh,
+/// driven by the primary bricks' changelogs. Sessions are configured in
+/// <config-dir>/<session>.toml (see gsyncd.toml(5)) and run as
+/// gsyncd@<session>.service.
+#[derive(Debug, Parser)]
+#[command(
+    name = "gsyncd",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Log level; overrides RUST_LOG and the session's log-level option.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        ignore_case = true,
+        value_name = "LEVEL"
+    )]
+    pub log_level: Option<LogLevel>,
+
+    /// Where logs go: the journal, stderr, or auto (the journal when stderr
+    /// is connected to it, as under systemd).
+    #[arg(long, global = true, value_enum, default_value_t = LogTarget::Auto, value_name = "TARGET")]
+    pub log_target: LogTarget,
+
+    /// Directory of session files.
+    #[arg(long, global = true, env = "GSYNCD_CONFIG_DIR", default_value = crate::config::DEFAULT_CONFIG_DIR, value_name = "DIR")]
+    pub config_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogLevel {
+    Error,
+    #[value(alias = "warning")]
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogTarget {
+    Auto,
+    Journald,
+    Stderr,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show and change a session's options.
+    #[command(subcommand)]
+    Config(ConfigCmd),
+
+    /// Run a session: the main process of gsyncd@<session>.service.
+    #[command(hide = true)]
+    Supervise(SuperviseArgs),
+
+    /// Session monitor: topology, worker plan, status files.
+    #[command(hide = true)]
+    Monitor(MonitorArgs),
+
+    /// Changelog agent of one primary brick.
+    #[command(hide = true)]
+    Agent(BrickArgs),
+
+    /// Sync worker of one primary brick.
+    #[command(hide = true)]
+    Worker(WorkerArgs),
+
+    /// Secondary-side RPC server, started over ssh by a worker.
+    #[command(hide = true)]
+    Secondary(SecondaryArgs),
+
+    /// ssh forced command on the secondary: admits only the secondary server
+    /// and the matching rsync or tar receive.
+    #[command(hide = true)]
+    SshGate(SshGateArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCmd {
+    /// Print the options a session sets, one `name:value` per line, or one
+    /// option's effective value.
+    Get(ConfigGetArgs),
+    /// Set an option in the session file (created if missing), keeping its
+    /// comments and order.
+    Set(ConfigSetArgs),
+    /// Remove an option from the session file, so its default applies again;
+    /// `all` removes every option except primary and secondary.
+    Reset(ConfigResetArgs),
+    /// Migrate a reference gsyncd.conf into a session file and report every
+    /// key kept, renamed, converted or dropped.
+    Import(ConfigImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigGetArgs {
+    /// Session name.
+    pub session: String,
+    /// Print only this option's effective value (default if unset).
+    pub name: Option<String>,
+    /// List every option, with defaults, not only those the file sets.
+    #[arg(long)]
+    pub show_defaults: bool,
+    /// Print JSON: [{name, value, default, configurable, modified}] sorted by name.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigSetArgs {
+    /// Session name.
+    pub session: String,
+    /// Option name (kebab-case; `_` and legacy names such as slave-timeout are accepted).
+    pub name: String,
+    /// New value; `now` for checkpoint.
+    #[arg(allow_hyphen_values = true)]
+    pub value: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigResetArgs {
+    /// Session name.
+    pub session: String,
+    /// Option name, or `all`.
+    pub name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigImportArgs {
+    /// Session name to create.
+    pub session: String,
+    /// The reference session file, e.g.
+    /// /var/lib/glusterd/geo-replication/PV_HOST_SV/gsyncd.conf.
+    pub file: PathBuf,
+    /// Primary volume, when the file and its directory name do not tell.
+    #[arg(long, value_name = "VOLUME")]
+    pub primary: Option<String>,
+    /// Secondary as [user@]host::volume, when the file does not tell.
+    #[arg(long, value_name = "URL")]
+    pub secondary: Option<String>,
+    /// Overwrite an existing session file, and import despite refused keys
+    /// (they are left out and listed).
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SuperviseArgs {
+    /// Session name.
+    pub session: String,
+}
+
+#[derive(Debug, Args)]
+pub struct MonitorArgs {
+    /// Session name.
+    pub session: String,
+    /// Start with workers paused.
+    #[arg(long)]
+    pub pause_on_start: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BrickArgs {
+    /// Session name.
+    pub session: String,
+    /// Local primary brick path.
+    #[arg(long, value_name = "PATH")]
+    pub brick: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub brick: BrickArgs,
+    /// Replica/disperse subvolume number of the brick (for Active/Passive).
+    #[arg(long, value_name = "N")]
+    pub subvol_num: Option<u32>,
+    /// Secondary node this worker connects to, as [user@]host.
+    #[arg(long, value_name = "HOST")]
+    pub resource_remote: Option<String>,
+    /// UUID of that secondary node.
+    #[arg(long, value_name = "UUID")]
+    pub resource_remote_id: Option<String>,
+    /// This node's name.
+    #[arg(long, value_name = "NAME")]
+    pub local_node: Option<String>,
+    /// This node's glusterd UUID.
+    #[arg(long, value_name = "UUID")]
+    pub local_node_id: Option<String>,
+}
+
+/// The secondary never reads a session file: everything arrives on the
+/// command line from the primary's worker (reference §2.6).
+#[derive(Debug, Args)]
+pub struct SecondaryArgs {
+    /// Primary volume name.
+    pub primary: String,
+    /// Secondary as [user@]host::volume.
+    pub secondary: String,
+    #[arg(long, value_name = "NAME")]
+    pub primary_node: Option<String>,
+    #[arg(long, value_name = "UUID")]
+    pub primary_node_id: Option<String>,
+    #[arg(long, value_name = "PATH")]
+    pub primary_brick: Option<OsString>,
+    #[arg(long, value_name = "NAME")]
+    pub local_node: Option<String>,
+    #[arg(long, value_name = "UUID")]
+    pub local_node_id: Option<String>,
+    /// Seconds of silence after which the server exits; 0 disables.
+    #[arg(long, value_name = "SECONDS", default_value_t = 120)]
+    pub secondary_timeout: u64,
+    #[arg(long, value_name = "LEVEL")]
+    pub secondary_log_level: Option<String>,
+    #[arg(long, value_name = "LEVEL")]
+    pub secondary_gluster_log_level: Option<String>,
+    #[arg(long, value_name = "DIR")]
+    pub secondary_gluster_command_dir: Option<PathBuf>,
+    /// Keep the aux mount visible (debugging).
+    #[arg(long)]
+    pub secondary_access_mount: bool,
+    #[arg(long)]
+    pub use_rsync_xattrs: bool,
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub primary_dist_count: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct SshGateArgs {
+    /// Session whose secondary this key may reach (restricts the volume).
+    #[arg(long)]
+    pub session: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn set_accepts_values_starting_with_a_dash() {
+        let cli = Cli::try_parse_from(["gsyncd", "config", "set", "s", "ssh-options", "-oPort=2"])
+            .unwrap();
+        let Command::Config(ConfigCmd::Set(a)) = cli.command else {
+            panic!("parsed as {:?}", cli.command)
+        };
+        assert_eq!(a.value, "-oPort=2");
+    }
+
+    #[test]
+    fn roles_are_hidden() {
+        let help = Cli::command().render_help().to_string();
+        assert!(help.contains("config"));
+        for role in [
+            "supervise",
+            "monitor",
+            "agent",
+            "worker",
+            "secondary",
+            "ssh-gate",
+        ] {
+            assert!(
+                !help.contains(&format!("  {role} ")),
+                "{role} shows in help"
+            );
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! Operator commands (what an administrator types). Roles live in their own
+//! rooms; this module only dispatches to them.
+
+pub mod config;
+
+use crate::cli::{Cli, Command};
+
+/// Runs the parsed command line. Logging is already set up.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let config_dir = cli.global.config_dir;
+    match cli.command {
+        Command::Config(c) => config::run(&config_dir, c),
+        Command::Supervise(a) => crate::supervisor::run(&config_dir, &a),
+        Command::Monitor(a) => crate::monitor::run(&config_dir, &a),
+        Command::Agent(a) => crate::agent::run(&config_dir, &a),
+        Command::Worker(a) => crate::worker::run(&config_dir, &a),
+        Command::Secondary(a) => crate::secondary::run(&a),
+        Command::SshGate(a) => crate::secondary::gate(&a),
+    }
+}

@@ -1,0 +1,156 @@
+//! Logging with `tracing`: to the journal when gsyncd runs under systemd (or
+//! when asked), with structured fields `GSYNCD_SESSION`, `GSYNCD_ROLE` and
+//! every event field as `GSYNCD_<FIELD>`; human-readable lines on stderr
+//! otherwise.
+
+use std::io::IsTerminal;
+use std::os::fd::AsFd;
+use std::os::unix::fs::MetadataExt;
+
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+use crate::cli::{LogLevel, LogTarget};
+
+/// What the process logs, and as whom.
+#[derive(Debug, Clone, Copy)]
+pub struct LogSettings<'a> {
+    /// `--log-level`: wins over everything.
+    pub cli_level: Option<LogLevel>,
+    /// The session's `log-level` option, used when neither `--log-level` nor
+    /// `RUST_LOG` is given.
+    pub session_level: Option<&'a str>,
+    pub target: LogTarget,
+    /// The role (`config`, `supervise`, `worker`, ...).
+    pub role: &'a str,
+    pub session: Option<&'a str>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("cannot log to the journal (is systemd-journald running?)")]
+    Journald(#[source] std::io::Error),
+    #[error("invalid RUST_LOG filter")]
+    Filter(#[source] tracing_subscriber::filter::ParseError),
+    #[error("a logger is already installed")]
+    AlreadySet(#[source] tracing_subscriber::util::TryInitError),
+}
+
+fn level_directive(level: LogLevel) -> &'static str {
+    match level {
+        LogLevel::Error => "error",
+        LogLevel::Warn => "warn",
+        LogLevel::Info => "info",
+        LogLevel::Debug => "debug",
+        LogLevel::Trace => "trace",
+    }
+}
+
+/// Maps a session `log-level` value (the reference's spellings) to a filter.
+fn session_directive(level: &str) -> &'static str {
+    match level.to_ascii_uppercase().as_str() {
+        "ERROR" | "CRITICAL" => "error",
+        "WARNING" | "WARN" => "warn",
+        "DEBUG" => "debug",
+        "TRACE" => "trace",
+        _ => "info",
+    }
+}
+
+fn filter(s: &LogSettings<'_>) -> Result<EnvFilter, LogError> {
+    if let Some(l) = s.cli_level {
+        return Ok(EnvFilter::new(level_directive(l)));
+    }
+    match std::env::var("RUST_LOG") {
+        Ok(v) if !v.trim().is_empty() => EnvFilter::try_new(v).map_err(LogError::Filter),
+        _ => Ok(EnvFilter::new(
+            s.session_level.map(session_directive).unwrap_or("info"),
+        )),
+    }
+}
+
+/// Whether stderr is the journal stream systemd set up (`JOURNAL_STREAM` is
+/// `device:inode` of that socket; see systemd.exec(5)).
+pub fn stderr_is_journal() -> bool {
+    let Some(expected) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let expected = expected.to_string_lossy().into_owned();
+    let Ok(fd) = std::io::stderr().as_fd().try_clone_to_owned() else {
+        return false;
+    };
+    let Ok(meta) = std::fs::File::from(fd).metadata() else {
+        return false;
+    };
+    expected == format!("{}:{}", meta.dev(), meta.ino())
+}
+
+/// Installs the global logger and enters a process-wide span carrying the
+/// session and role. Keep the returned guard alive for the process lifetime.
+pub fn init(s: &LogSettings<'_>) -> Result<tracing::span::EnteredSpan, LogError> {
+    let filter = filter(s)?;
+    let journald = match s.target {
+        LogTarget::Journald => true,
+        LogTarget::Stderr => false,
+        LogTarget::Auto => stderr_is_journal(),
+    };
+    let registry = tracing_subscriber::registry().with(filter);
+    if journald {
+        match tracing_journald::layer() {
+            Ok(layer) => {
+                let layer = layer
+                    .with_field_prefix(Some("GSYNCD".to_owned()))
+                    .with_syslog_identifier("gsyncd".to_owned());
+                registry
+                    .with(layer)
+                    .try_init()
+                    .map_err(LogError::AlreadySet)?;
+            }
+            Err(e) if s.target == LogTarget::Journald => return Err(LogError::Journald(e)),
+            Err(_) => init_stderr(registry)?,
+        }
+    } else {
+        init_stderr(registry)?;
+    }
+    let span = tracing::info_span!("gsyncd", session = s.session.unwrap_or(""), role = s.role);
+    Ok(span.entered())
+}
+
+fn init_stderr<S>(registry: S) -> Result<(), LogError>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a> + Send + Sync,
+{
+    let layer = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false);
+    registry
+        .with(layer)
+        .try_init()
+        .map_err(LogError::AlreadySet)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_levels_map() {
+        assert_eq!(session_directive("WARNING"), "warn");
+        assert_eq!(session_directive("debug"), "debug");
+        assert_eq!(session_directive("INFO"), "info");
+    }
+
+    #[test]
+    fn cli_level_wins() {
+        let s = LogSettings {
+            cli_level: Some(LogLevel::Debug),
+            session_level: Some("ERROR"),
+            target: LogTarget::Stderr,
+            role: "t",
+            session: None,
+        };
+        assert_eq!(filter(&s).unwrap().to_string(), "debug");
+    }
+}

@@ -1,0 +1,95 @@
+//! The gsyncd binary: parse the command line, set up logging, run, and map
+//! the outcome to an exit code listed in gsyncd(8). The error chain is
+//! printed once, on stderr.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use clap::error::ErrorKind;
+
+use gsyncd::cli::{Cli, Command};
+use gsyncd::config::ConfigError;
+use gsyncd::exit::{Exit, HasExit, NotImplemented};
+use gsyncd::log::{self, LogSettings};
+
+fn role_name(c: &Command) -> &'static str {
+    match c {
+        Command::Config(_) => "config",
+        Command::Supervise(_) => "supervise",
+        Command::Monitor(_) => "monitor",
+        Command::Agent(_) => "agent",
+        Command::Worker(_) => "worker",
+        Command::Secondary(_) => "secondary",
+        Command::SshGate(_) => "ssh-gate",
+    }
+}
+
+fn session_of(c: &Command) -> Option<&str> {
+    use gsyncd::cli::ConfigCmd;
+    match c {
+        Command::Config(ConfigCmd::Get(a)) => Some(&a.session),
+        Command::Config(ConfigCmd::Set(a)) => Some(&a.session),
+        Command::Config(ConfigCmd::Reset(a)) => Some(&a.session),
+        Command::Config(ConfigCmd::Import(a)) => Some(&a.session),
+        Command::Supervise(a) => Some(&a.session),
+        Command::Monitor(a) => Some(&a.session),
+        Command::Agent(a) => Some(&a.session),
+        Command::Worker(a) => Some(&a.brick.session),
+        Command::Secondary(_) => None,
+        Command::SshGate(a) => a.session.as_deref(),
+    }
+}
+
+/// The exit code of the first error in the chain that has one.
+fn exit_for(err: &anyhow::Error) -> Exit {
+    for cause in err.chain() {
+        if let Some(e) = cause.downcast_ref::<ConfigError>() {
+            return e.exit();
+        }
+        if let Some(e) = cause.downcast_ref::<NotImplemented>() {
+            return e.exit();
+        }
+    }
+    Exit::Failure
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = match e.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => Exit::Ok,
+                _ => Exit::Usage,
+            };
+            // Printing help or a usage error can only fail if stderr/stdout is
+            // gone; there is nowhere left to report that.
+            let _ = e.print();
+            return code.into();
+        }
+    };
+    let role = role_name(&cli.command);
+    let session = session_of(&cli.command).map(str::to_owned);
+    let settings = LogSettings {
+        cli_level: cli.global.log_level,
+        // Operator commands speak through stdout/stderr; their log is quiet
+        // unless asked.
+        session_level: (role == "config").then_some("WARNING"),
+        target: cli.global.log_target,
+        role,
+        session: session.as_deref(),
+    };
+    let _span = match log::init(&settings) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("gsyncd: error: {:#}", anyhow::Error::from(e));
+            return Exit::Failure.into();
+        }
+    };
+    match gsyncd::cmd::run(cli) {
+        Ok(()) => Exit::Ok.into(),
+        Err(e) => {
+            eprintln!("gsyncd: error: {e:#}");
+            exit_for(&e).into()
+        }
+    }
+}

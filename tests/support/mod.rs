@@ -1,0 +1,130 @@
+//! The real-cluster test harness shared by the integration test binaries:
+//! glusterd, volumes and FUSE mounts ([`cluster`]), a private sshd on
+//! 127.0.0.1 ([`sshd`]), and a tree comparator ([`tree`]).
+//!
+//! A binary that uses it sets `harness = false` and calls [`run`], which
+//! builds one [`Fixture`] lazily (only if a selected test needs it), runs the
+//! tests, tears everything down and fails the run if anything is left.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod cluster;
+pub mod sshd;
+pub mod tree;
+
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use cluster::{Cluster, Shape, Side, Volume};
+use sshd::Sshd;
+
+pub use libtest_mimic::{Arguments, Trial};
+
+/// Shared state of one test binary.
+#[derive(Debug, Default)]
+pub struct Fixture {
+    cluster: OnceLock<Cluster>,
+    sshd: OnceLock<Sshd>,
+    pairs: Mutex<HashMap<&'static str, (Volume, Volume)>>,
+    start: Mutex<()>,
+}
+
+fn is_root() -> bool {
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+impl Fixture {
+    /// The cluster, started on first use.
+    pub fn cluster(&self) -> &Cluster {
+        let _g = self.start.lock().unwrap_or_else(|p| p.into_inner());
+        self.cluster.get_or_init(|| {
+            assert!(
+                is_root(),
+                "the real-cluster tests need root (glusterd, FUSE mounts)"
+            );
+            Cluster::start()
+        })
+    }
+
+    /// The private sshd, started on first use.
+    pub fn sshd(&self) -> &Sshd {
+        let dir = self.cluster().dir.join("sshd");
+        let _g = self.start.lock().unwrap_or_else(|p| p.into_inner());
+        self.sshd.get_or_init(|| Sshd::start(&dir))
+    }
+
+    /// A primary and a secondary volume of `shape`, created on first use
+    /// and shared by the binary's tests.
+    pub fn pair(&self, shape: Shape) -> (Volume, Volume) {
+        let key = match shape {
+            Shape::Single => "single",
+            Shape::DistRep2x2 => "2x2",
+        };
+        let c = self.cluster();
+        let mut pairs = self.pairs.lock().unwrap_or_else(|p| p.into_inner());
+        pairs
+            .entry(key)
+            .or_insert_with(|| {
+                (
+                    c.create_volume(shape, Side::Primary),
+                    c.create_volume(shape, Side::Secondary),
+                )
+            })
+            .clone()
+    }
+
+    /// Stops sshd and tears the cluster down; returns what was left behind.
+    pub fn shutdown(mut self) -> Vec<String> {
+        drop(self.sshd.take());
+        match self.cluster.take() {
+            Some(c) => c.shutdown(),
+            None => Vec::new(),
+        }
+    }
+}
+
+/// Runs the binary's tests against one shared fixture, then tears it down.
+/// A teardown that leaves anything behind fails the run.
+pub fn run(make: impl FnOnce(&Arc<Fixture>) -> Vec<Trial>) -> ! {
+    let args = Arguments::from_args();
+    let fixture = Arc::new(Fixture::default());
+    let trials = make(&fixture);
+    let conclusion = libtest_mimic::run(&args, trials);
+    let Ok(fixture) = Arc::try_unwrap(fixture) else {
+        eprintln!("a test still holds the fixture; it is not torn down");
+        std::process::exit(101);
+    };
+    let left = fixture.shutdown();
+    if !left.is_empty() {
+        eprintln!("teardown left behind:\n  {}", left.join("\n  "));
+        std::process::exit(101);
+    }
+    conclusion.exit()
+}
+
+/// A trial that gets the fixture.
+pub fn trial(name: &str, fx: &Arc<Fixture>, f: fn(&Fixture)) -> Trial {
+    let fx = Arc::clone(fx);
+    Trial::test(name, move || {
+        f(&fx);
+        Ok(())
+    })
+}
+
+/// Polls `f` until it returns `Some`, or panics with `what` after `timeout`.
+pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        sleep(Duration::from_millis(200));
+    }
+}

@@ -157,7 +157,7 @@ pub static OPTIONS: &[OptionSpec] = &[
     opt("gluster-rundir", Str, "/run/gluster", "GlusterFS runtime directory (template variable).").v(V::AbsPath),
     opt("gsyncd-miscdir", Str, "/var/lib/misc/gluster/gsyncd", "The reference's scratch root (template variable only).").v(V::AbsPath),
     opt("stime-xattr-prefix", Str, "", "Prefix of the stime xattrs on primary bricks, trusted.glusterfs.<primary uuid>.<secondary uuid>; set by the monitor."),
-    opt("checkpoint", Int, "0", "Checkpoint time (unix seconds, or `now`); 0 for none.").v(V::UnixTime),
+    opt("checkpoint", Int, "0", "Checkpoint: sync is complete for this time once everything changed before it is on the secondary.").v(V::UnixTime),
     opt("gluster-cli-options", Str, "", "Extra arguments for the gluster CLI (mountbroker setups)."),
     opt("pid-file", Str, "${run_dir}/monitor.pid", "Supervisor pid and lock file.").v(V::AbsPath).tmpl().fixed(),
     opt("state-file", Str, "${state_dir}/monitor.status", "Session status file (the reference's monitor.status).")

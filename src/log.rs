@@ -86,9 +86,18 @@ pub fn stderr_is_journal() -> bool {
     expected == format!("{}:{}", meta.dev(), meta.ino())
 }
 
+/// The installed logger. Keep it alive for the process lifetime: it holds
+/// the process-wide span that carries the session and role.
+#[derive(Debug)]
+pub struct Logger {
+    _span: tracing::span::EnteredSpan,
+    /// Records go to the journal (so stderr need not repeat them).
+    pub journald: bool,
+}
+
 /// Installs the global logger and enters a process-wide span carrying the
-/// session and role. Keep the returned guard alive for the process lifetime.
-pub fn init(s: &LogSettings<'_>) -> Result<tracing::span::EnteredSpan, LogError> {
+/// session and role.
+pub fn init(s: &LogSettings<'_>) -> Result<Logger, LogError> {
     let filter = filter(s)?;
     let journald = match s.target {
         LogTarget::Journald => true,
@@ -108,13 +117,26 @@ pub fn init(s: &LogSettings<'_>) -> Result<tracing::span::EnteredSpan, LogError>
                     .map_err(LogError::AlreadySet)?;
             }
             Err(e) if s.target == LogTarget::Journald => return Err(LogError::Journald(e)),
-            Err(_) => init_stderr(registry)?,
+            Err(_) => {
+                init_stderr(registry)?;
+                return Ok(Logger {
+                    _span: root_span(s),
+                    journald: false,
+                });
+            }
         }
     } else {
         init_stderr(registry)?;
     }
-    let span = tracing::info_span!("gsyncd", session = s.session.unwrap_or(""), role = s.role);
-    Ok(span.entered())
+    Ok(Logger {
+        _span: root_span(s),
+        journald,
+    })
+}
+
+/// At ERROR level so that it is enabled whenever any record is.
+fn root_span(s: &LogSettings<'_>) -> tracing::span::EnteredSpan {
+    tracing::error_span!("gsyncd", session = s.session.unwrap_or(""), role = s.role).entered()
 }
 
 fn init_stderr<S>(registry: S) -> Result<(), LogError>

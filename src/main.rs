@@ -78,7 +78,7 @@ fn main() -> ExitCode {
         role,
         session: session.as_deref(),
     };
-    let _span = match log::init(&settings) {
+    let logger = match log::init(&settings) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("gsyncd: error: {:#}", anyhow::Error::from(e));
@@ -88,8 +88,15 @@ fn main() -> ExitCode {
     match gsyncd::cmd::run(cli) {
         Ok(()) => Exit::Ok.into(),
         Err(e) => {
-            eprintln!("gsyncd: error: {e:#}");
-            exit_for(&e).into()
+            let exit = exit_for(&e);
+            if logger.journald {
+                // Under systemd stderr is the journal too: log the chain once,
+                // as an error record with the session's fields.
+                tracing::error!(exit = exit.code(), "{e:#}");
+            } else {
+                eprintln!("gsyncd: error: {e:#}");
+            }
+            exit.into()
         }
     }
 }

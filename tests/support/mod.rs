@@ -10,6 +10,7 @@
 
 pub mod cluster;
 pub mod sshd;
+pub mod systemd;
 pub mod tree;
 
 use std::collections::HashMap;
@@ -20,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use cluster::{Cluster, Shape, Side, Volume};
 use sshd::Sshd;
+use systemd::Booted;
 
 pub use libtest_mimic::{Arguments, Trial};
 
@@ -28,6 +30,7 @@ pub use libtest_mimic::{Arguments, Trial};
 pub struct Fixture {
     cluster: OnceLock<Cluster>,
     sshd: OnceLock<Sshd>,
+    systemd: OnceLock<Booted>,
     pairs: Mutex<HashMap<&'static str, (Volume, Volume)>>,
     start: Mutex<()>,
 }
@@ -56,6 +59,15 @@ impl Fixture {
         self.sshd.get_or_init(|| Sshd::start(&dir))
     }
 
+    /// A booted systemd with the gsyncd binary under test at /opt/gsyncd/gsyncd.
+    pub fn systemd(&self) -> &Booted {
+        let _g = self.start.lock().unwrap_or_else(|p| p.into_inner());
+        self.systemd.get_or_init(|| {
+            assert!(is_root(), "booting systemd in a container needs root");
+            Booted::boot(&[(&systemd::bin_dir(), "/opt/gsyncd")])
+        })
+    }
+
     /// A primary and a secondary volume of `shape`, created on first use
     /// and shared by the binary's tests.
     pub fn pair(&self, shape: Shape) -> (Volume, Volume) {
@@ -78,6 +90,7 @@ impl Fixture {
 
     /// Stops sshd and tears the cluster down; returns what was left behind.
     pub fn shutdown(mut self) -> Vec<String> {
+        drop(self.systemd.take());
         drop(self.sshd.take());
         match self.cluster.take() {
             Some(c) => c.shutdown(),

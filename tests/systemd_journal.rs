@@ -23,12 +23,13 @@ fn main() {
             trial(
                 "stderr_not_connected_to_the_journal_gets_plain_text",
                 fx,
-                plain_stderr_when_redirected,
+                plain_stderr,
             ),
         ]
     })
 }
 
+/// Runs gsyncd as a transient service and returns its exit status.
 fn run_unit(fx: &Fixture, unit: &str, extra: &[&str], args: &[&str]) -> i32 {
     let mut cmd = vec![
         "systemd-run",
@@ -37,43 +38,33 @@ fn run_unit(fx: &Fixture, unit: &str, extra: &[&str], args: &[&str]) -> i32 {
         "--quiet",
         "--unit",
         unit,
-        "-E",
-        "GSYNCD_CONFIG_DIR=/tmp/gsyncd-cfg",
     ];
+    cmd.extend_from_slice(&["-E", "GSYNCD_CONFIG_DIR=/tmp/gsyncd-cfg"]);
     cmd.extend_from_slice(extra);
     cmd.push("/opt/gsyncd/gsyncd");
     cmd.extend_from_slice(args);
-    let o = fx.systemd().exec(&cmd);
     // systemd-run --wait exits with the service's exit status.
-    o.status.code().unwrap_or(-1)
+    fx.systemd().exec(&cmd).status.code().unwrap_or(-1)
 }
 
 fn records_carry_fields(fx: &Fixture) {
-    let unit = "gsyncd-journal-fields";
-    assert_eq!(
-        run_unit(
-            fx,
-            unit,
-            &[],
-            &[
-                "--log-level",
-                "info",
-                "config",
-                "set",
-                "demo",
-                "sync-jobs",
-                "4"
-            ]
-        ),
-        0
-    );
-    let recs = fx.systemd().journal(unit, 1);
+    let args = [
+        "--log-level",
+        "info",
+        "config",
+        "set",
+        "fields",
+        "sync-jobs",
+        "4",
+    ];
+    assert_eq!(run_unit(fx, "gsyncd-journal-fields", &[], &args), 0);
+    let recs = fx.systemd().journal(&["GSYNCD_SESSION=fields"], 1);
     let rec = recs
         .iter()
         .find(|r| r["MESSAGE"] == "option set")
         .unwrap_or_else(|| panic!("no 'option set' record in {recs:#?}"));
     assert_eq!(rec["SYSLOG_IDENTIFIER"], "gsyncd");
-    assert_eq!(rec["GSYNCD_SESSION"], "demo");
+    assert_eq!(rec["GSYNCD_SESSION"], "fields");
     assert_eq!(rec["GSYNCD_ROLE"], "config");
     assert_eq!(rec["GSYNCD_OPTION"], "sync-jobs");
     // tracing's INFO maps to the journal's "notice".
@@ -81,39 +72,38 @@ fn records_carry_fields(fx: &Fixture) {
 }
 
 fn failure_is_one_error_record(fx: &Fixture) {
-    let unit = "gsyncd-journal-error";
-    assert_eq!(
-        run_unit(fx, unit, &[], &["config", "set", "demo", "sync-jobs", "0"]),
-        3
-    );
-    let recs = fx.systemd().journal(unit, 1);
-    let errors: Vec<_> = recs
+    let args = ["config", "set", "failing", "sync-jobs", "0"];
+    assert_eq!(run_unit(fx, "gsyncd-journal-error", &[], &args), 3);
+    let recs = fx.systemd().journal(&["GSYNCD_SESSION=failing"], 1);
+    assert_eq!(recs.len(), 1, "{recs:#?}");
+    assert_eq!(recs[0]["PRIORITY"], "3");
+    assert_eq!(recs[0]["GSYNCD_EXIT"], "3");
+    let msg = recs[0]["MESSAGE"].as_str().unwrap_or_default();
+    assert!(msg.contains("invalid value for sync-jobs"), "{msg}");
+    // Nothing else in the journal repeats it (no copy through stderr).
+    let all = fx.systemd().journal(&[], 1);
+    let copies = all
         .iter()
         .filter(|r| {
             r["MESSAGE"]
                 .as_str()
                 .is_some_and(|m| m.contains("invalid value for sync-jobs"))
         })
-        .collect();
-    assert_eq!(
-        errors.len(),
-        1,
-        "the failure must be logged exactly once: {recs:#?}"
-    );
-    assert_eq!(errors[0]["PRIORITY"], "3");
-    assert_eq!(errors[0]["GSYNCD_EXIT"], "3");
-    assert_eq!(errors[0]["GSYNCD_SESSION"], "demo");
+        .count();
+    assert_eq!(copies, 1, "the failure must be logged exactly once");
 }
 
-fn plain_stderr_when_redirected(fx: &Fixture) {
-    let unit = "gsyncd-journal-file";
-    let code = run_unit(
-        fx,
-        unit,
-        &["-p", "StandardError=file:/tmp/gsyncd-err"],
-        &["config", "get", "missing"],
+fn plain_stderr(fx: &Fixture) {
+    let extra = ["-p", "StandardError=file:/tmp/gsyncd-err"];
+    assert_eq!(
+        run_unit(
+            fx,
+            "gsyncd-journal-file",
+            &extra,
+            &["config", "get", "missing"]
+        ),
+        6
     );
-    assert_eq!(code, 6);
     let o = fx.systemd().exec(&["cat", "/tmp/gsyncd-err"]);
     let err = String::from_utf8_lossy(&o.stdout);
     assert!(

@@ -124,19 +124,22 @@ impl Booted {
             .unwrap_or_else(|e| panic!("cannot run nsenter: {e}"))
     }
 
-    /// The journal records of `unit`, as JSON objects; waits until at least
-    /// `min` are there.
-    pub fn journal(&self, unit: &str, min: usize) -> Vec<serde_json::Value> {
+    /// Journal records matching `matches` (journalctl's FIELD=VALUE terms),
+    /// as JSON objects; waits until at least `min` are there.
+    ///
+    /// Match on gsyncd's own fields rather than the unit: journald attributes
+    /// a record to a unit by reading /proc of the sender, which a short-lived
+    /// process may have left already.
+    pub fn journal(&self, matches: &[&str], min: usize) -> Vec<serde_json::Value> {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             let _ = self.exec(&["journalctl", "--sync"]);
-            let o = self.exec(&["journalctl", "-u", unit, "-o", "json", "--no-pager"]);
+            let mut args = vec!["journalctl", "-o", "json", "--no-pager"];
+            args.extend_from_slice(matches);
+            let o = self.exec(&args);
             let recs: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
                 .lines()
                 .filter_map(|l| serde_json::from_str(l).ok())
-                .filter(|r: &serde_json::Value| {
-                    r["_PID"] != r["_SYSTEMD_UNIT"] && r["_COMM"] != "systemd"
-                })
                 .collect();
             if recs.len() >= min || Instant::now() > deadline {
                 return recs;

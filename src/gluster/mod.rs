@@ -1,0 +1,13 @@
+//! GlusterFS formats and cluster I/O: changelog records, HTIME history,
+//! xattr layouts, the newfile blob, GFIDs, name escaping, volume info.
+//! This room knows nothing of gsyncd's roles.
+
+pub mod changelog;
+pub mod escape;
+pub mod fop;
+pub mod newfile;
+pub mod uuid;
+pub mod volinfo;
+pub mod xattr;
+
+pub use uuid::{Gfid, Uuid};

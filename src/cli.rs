@@ -73,6 +73,10 @@ pub enum Command {
     #[command(subcommand)]
     Config(ConfigCmd),
 
+    /// Inspect a brick's changelogs.
+    #[command(subcommand)]
+    Changelog(ChangelogCmd),
+
     /// Run a session: the main process of gsyncd@<session>.service.
     #[command(hide = true)]
     Supervise(SuperviseArgs),
@@ -113,6 +117,35 @@ pub enum ConfigCmd {
     /// Migrate a reference gsyncd.conf into a session file and report every
     /// key kept, renamed, converted or dropped.
     Import(ConfigImportArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ChangelogCmd {
+    /// Print the records of a changelog file, or of a brick's changelogs
+    /// through its HTIME index, one per line in the form libgfchangelog
+    /// gives geo-replication (names escaped: %20 space, %0A newline, %25 %).
+    #[command(after_help = "Examples:\n  \
+        gsyncd changelog show /bricks/b1/.glusterfs/changelogs/2026/11/23/CHANGELOG.1795469966\n  \
+        gsyncd changelog show /bricks/b1 --since 1795460000 --until 1795470000\n  \
+        gsyncd changelog show /bricks/b1 --json | jq 'select(.op == \"RENAME\")'")]
+    Show(ChangelogShowArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ChangelogShowArgs {
+    /// A changelog file, a brick directory, or a brick's
+    /// .glusterfs/changelogs directory.
+    pub path: PathBuf,
+    /// With a directory: only changelogs that hold changes after this unix
+    /// time (rollover time >= TS).
+    #[arg(long, value_name = "TS")]
+    pub since: Option<u64>,
+    /// With a directory: stop at the changelog that covers this unix time.
+    #[arg(long, value_name = "TS")]
+    pub until: Option<u64>,
+    /// One JSON object per record (JSON Lines), with the changelog's time.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

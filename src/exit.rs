@@ -22,6 +22,9 @@ pub enum Exit {
     BadConfigFile = 5,
     /// The named session has no session file.
     NoSuchSession = 6,
+    /// An input file (changelog, HTIME index) is malformed; the message names
+    /// file and byte offset.
+    BadInput = 7,
     /// Wrong command-line usage (sysexits EX_USAGE).
     Usage = 64,
     /// A role or command that this build does not implement yet (sysexits EX_UNAVAILABLE).
@@ -30,7 +33,7 @@ pub enum Exit {
 
 impl Exit {
     /// Every code with its one-line meaning, in the order gsyncd(8) lists them.
-    pub const ALL: [(Exit, &'static str); 9] = [
+    pub const ALL: [(Exit, &'static str); 10] = [
         (Exit::Ok, "success"),
         (
             Exit::Failure,
@@ -44,6 +47,10 @@ impl Exit {
         ),
         (Exit::BadConfigFile, "session file unreadable or malformed"),
         (Exit::NoSuchSession, "no session file for the named session"),
+        (
+            Exit::BadInput,
+            "malformed input file (changelog, HTIME index)",
+        ),
         (Exit::Usage, "command-line usage error"),
         (
             Exit::Unavailable,

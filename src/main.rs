@@ -8,6 +8,7 @@ use clap::Parser;
 use clap::error::ErrorKind;
 
 use gsyncd::cli::{Cli, Command};
+use gsyncd::cmd::changelog::ShowError;
 use gsyncd::config::ConfigError;
 use gsyncd::exit::{Exit, HasExit, NotImplemented};
 use gsyncd::log::{self, LogSettings};
@@ -15,6 +16,7 @@ use gsyncd::log::{self, LogSettings};
 fn role_name(c: &Command) -> &'static str {
     match c {
         Command::Config(_) => "config",
+        Command::Changelog(_) => "changelog",
         Command::Supervise(_) => "supervise",
         Command::Monitor(_) => "monitor",
         Command::Agent(_) => "agent",
@@ -35,7 +37,7 @@ fn session_of(c: &Command) -> Option<&str> {
         Command::Monitor(a) => Some(&a.session),
         Command::Agent(a) => Some(&a.session),
         Command::Worker(a) => Some(&a.brick.session),
-        Command::Secondary(_) => None,
+        Command::Secondary(_) | Command::Changelog(_) => None,
         Command::SshGate(a) => a.session.as_deref(),
     }
 }
@@ -47,6 +49,9 @@ fn exit_for(err: &anyhow::Error) -> Exit {
             return e.exit();
         }
         if let Some(e) = cause.downcast_ref::<NotImplemented>() {
+            return e.exit();
+        }
+        if let Some(e) = cause.downcast_ref::<ShowError>() {
             return e.exit();
         }
     }
@@ -73,7 +78,7 @@ fn main() -> ExitCode {
         cli_level: cli.global.log_level,
         // Operator commands speak through stdout/stderr; their log is quiet
         // unless asked.
-        session_level: (role == "config").then_some("WARNING"),
+        session_level: matches!(role, "config" | "changelog").then_some("WARNING"),
         target: cli.global.log_target,
         role,
         session: session.as_deref(),

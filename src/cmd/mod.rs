@@ -1,6 +1,7 @@
 //! Operator commands (what an administrator types). Roles live in their own
 //! rooms; this module only dispatches to them.
 
+pub mod changelog;
 pub mod config;
 
 use crate::cli::{Cli, Command};
@@ -10,6 +11,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     let config_dir = cli.global.config_dir;
     match cli.command {
         Command::Config(c) => config::run(&config_dir, c),
+        Command::Changelog(c) => changelog::run(c),
         Command::Supervise(a) => crate::supervisor::run(&config_dir, &a),
         Command::Monitor(a) => crate::monitor::run(&config_dir, &a),
         Command::Agent(a) => crate::agent::run(&config_dir, &a),

@@ -481,7 +481,21 @@ fn parse_ascii<'a>(b: &'a [u8], h: &Header) -> Result<Step<'a>, (usize, Problem)
                 Shape::Delete => {
                     let (e, eat) = field!();
                     let entry = ascii_entry(e, eat)?;
-                    let path: &[u8] = if h.has_delete_path() { field!().0 } else { b"" };
+                    let path: &[u8] = if h.has_delete_path() {
+                        let (p, pat) = field!();
+                        if p.is_empty() {
+                            // No path captured: the translator writes an
+                            // extra NUL in its place.
+                            match c.take(1) {
+                                Some([0]) => {}
+                                Some(_) => return Err((pat + 1, Problem::MissingTerminator)),
+                                None => return Ok(Step::Incomplete),
+                            }
+                        }
+                        p
+                    } else {
+                        b""
+                    };
                     EntryArgs::Delete { entry, path }
                 }
                 Shape::Rename => {
@@ -587,10 +601,18 @@ fn parse_binary<'a>(b: &'a [u8], h: &Header) -> Result<Step<'a>, (usize, Problem
                 Shape::Delete => {
                     let entry = entry!();
                     let path: &[u8] = if h.has_delete_path() {
-                        match c.field() {
-                            Some(p) => p,
-                            None => return Ok(Step::Incomplete),
+                        let pat = c.at;
+                        let Some(p) = c.field() else {
+                            return Ok(Step::Incomplete);
+                        };
+                        if p.is_empty() {
+                            match c.take(1) {
+                                Some([0]) => {}
+                                Some(_) => return Err((pat + 1, Problem::MissingTerminator)),
+                                None => return Ok(Step::Incomplete),
+                            }
                         }
+                        p
                     } else {
                         b""
                     };
@@ -842,8 +864,12 @@ pub fn encode_record(r: &RecordRef<'_>, h: &Header, out: &mut Vec<u8>) {
                 EntryArgs::Delete { entry, path } => {
                     put_entry(out, entry);
                     if h.has_delete_path() {
+                        // An empty path is written as an extra NUL.
                         out.extend_from_slice(path);
                         out.push(0);
+                        if path.is_empty() {
+                            out.push(0);
+                        }
                     }
                 }
                 EntryArgs::Rename { from, to } => {
@@ -977,7 +1003,7 @@ mod tests {
             "GlusterFS Changelog | version: v1.2 | encoding : 2\n\
              M{G1}\038\0\
              M{G1}\017\0\
-             E{G2}\05\0{G1}/a b\0\0\
+             E{G2}\05\0{G1}/a b\0\0\0\
              E{G2}\06\0{G1}/d\0/x/d\0\
              E{G2}\08\0{G1}/old\0{ROOT}/new%\0\
              E{G2}\09\0{G1}/hard\0\

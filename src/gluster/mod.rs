@@ -5,6 +5,7 @@
 pub mod changelog;
 pub mod escape;
 pub mod fop;
+pub mod htime;
 pub mod newfile;
 pub mod uuid;
 pub mod volinfo;

@@ -687,7 +687,7 @@ impl<R: Read> Reader<R> {
         let mut r = Reader {
             src,
             path,
-            buf: vec![0; CHUNK],
+            buf: vec![0; MAX_RECORD + CHUNK],
             start: 0,
             end: 0,
             eof: false,
@@ -720,19 +720,14 @@ impl<R: Read> Reader<R> {
         }
     }
 
-    /// Reads more bytes after `end`, compacting or growing the buffer.
+    /// Reads more bytes after `end`. The buffer is `MAX_RECORD + CHUNK`
+    /// bytes; the unparsed tail moves to the front only when the free space
+    /// after it is smaller than a chunk, so each byte is moved at most once.
     fn fill(&mut self) -> Result<(), ChangelogError> {
-        if self.start > 0 && (self.end == self.buf.len() || self.start > self.buf.len() / 2) {
+        if self.buf.len() - self.end < CHUNK && self.start > 0 {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
             self.start = 0;
-        }
-        if self.end == self.buf.len() {
-            if self.buf.len() >= MAX_RECORD + CHUNK {
-                return Err(self.err(self.offset, Problem::RecordTooLarge));
-            }
-            let n = self.buf.len() + CHUNK;
-            self.buf.resize(n, 0);
         }
         loop {
             match self.src.read(&mut self.buf[self.end..]) {
@@ -755,49 +750,48 @@ impl<R: Read> Reader<R> {
         }
     }
 
+    /// Buffers at least `MAX_RECORD` bytes past `start`, or the rest of the
+    /// file: then a record that does not parse completely is truncated or
+    /// too large, and the parse never has to be retried.
+    fn ensure(&mut self) -> Result<(), ChangelogError> {
+        while self.end - self.start < MAX_RECORD && !self.eof {
+            self.fill()?;
+        }
+        Ok(())
+    }
+
     /// The next record, or `None` at the end of the file.
     pub fn next_record(&mut self) -> Result<Option<RecordRef<'_>>, ChangelogError> {
-        loop {
-            if self.start == self.end && self.eof {
-                return Ok(None);
+        self.ensure()?;
+        if self.start == self.end {
+            return Ok(None);
+        }
+        let avail = &self.buf[self.start..self.end];
+        let step = match self.header.encoding {
+            Encoding::Ascii => parse_ascii(avail, &self.header),
+            Encoding::Binary => parse_binary(avail, &self.header),
+        };
+        match step {
+            Ok(Step::Record(r, used)) => {
+                self.start += used;
+                self.offset += used as u64;
+                Ok(Some(r))
             }
-            let avail = &self.buf[self.start..self.end];
-            let step = match self.header.encoding {
-                Encoding::Ascii => parse_ascii(avail, &self.header),
-                Encoding::Binary => parse_binary(avail, &self.header),
-            };
-            match step {
-                Ok(Step::Record(_, used)) => {
-                    let at = self.start;
-                    self.start += used;
-                    self.offset += used as u64;
-                    // Parse again over the stable slice so the record borrows
-                    // `self.buf` for the caller (the first parse only sized it).
-                    let b = &self.buf[at..at + used];
-                    let again = match self.header.encoding {
-                        Encoding::Ascii => parse_ascii(b, &self.header),
-                        Encoding::Binary => parse_binary(b, &self.header),
-                    };
-                    return match again {
-                        Ok(Step::Record(r, _)) => Ok(Some(r)),
-                        _ => Err(ChangelogError::Format {
-                            path: self.path.clone(),
-                            offset: self.offset - used as u64,
-                            problem: Problem::Truncated,
-                        }),
-                    };
-                }
-                Ok(Step::Incomplete) => {
-                    if self.eof {
-                        return Err(self.err(self.offset, Problem::Truncated));
-                    }
-                    if self.end - self.start > MAX_RECORD {
-                        return Err(self.err(self.offset, Problem::RecordTooLarge));
-                    }
-                    self.fill()?;
-                }
-                Err((rel, p)) => return Err(self.err(self.offset + rel as u64, p)),
-            }
+            Ok(Step::Incomplete) if self.eof => Err(ChangelogError::Format {
+                path: self.path.clone(),
+                offset: self.offset,
+                problem: Problem::Truncated,
+            }),
+            Ok(Step::Incomplete) => Err(ChangelogError::Format {
+                path: self.path.clone(),
+                offset: self.offset,
+                problem: Problem::RecordTooLarge,
+            }),
+            Err((rel, problem)) => Err(ChangelogError::Format {
+                path: self.path.clone(),
+                offset: self.offset + rel as u64,
+                problem,
+            }),
         }
     }
 

@@ -264,7 +264,7 @@ impl Cluster {
         if side == Side::Primary {
             for (k, v) in [
                 ("changelog.changelog", "on"),
-                ("changelog.rollover-time", "1"),
+                ("changelog.rollover-time", "3"),
                 ("geo-replication.indexing", "on"),
             ] {
                 self.gluster(&["volume", "set", &name, k, v])

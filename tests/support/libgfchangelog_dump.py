@@ -23,7 +23,16 @@ Notes on library behaviour (glusterfs 10.x, gf-history-changelog.c):
     register failure is reported on stderr and otherwise ignored.
   * gf_history_changelog() only accepts a start that lies inside an HTIME
     file's [HTIME.<ts>, max_ts) range (max_ts is the trusted.glusterfs.htime
-    xattr on the HTIME file); start=0 therefore gives -2.
+    xattr "max_ts:count" on the HTIME file, so copies of a brick must keep
+    trusted.* xattrs); start=0 therefore gives -2.  It then binary-searches
+    the HTIME index and returns -1 ("wrong result" in the log) unless the
+    entry before the one it lands on is strictly older than start (same for
+    end).  Duplicate timestamps in HTIME (several rollovers in one second,
+    e.g. rollover-time 1) therefore make many start/end values fail; pick
+    values that are not themselves HTIME timestamps.  The range covered is
+    HTIME entries from the first ts >= start up to the first ts >= min(end,
+    max_ts) inclusive; actual_end is that last ts (it can exceed end).
+    rc 1 (partial) means end - 20 > max_ts.
   * gf_history_changelog_scan() lists the .processing directory in readdir
     order and uses a function-static "last scan" flag, so one history pass per
     process; we sort by the numeric timestamp suffix, as gsyncd does.
@@ -35,12 +44,35 @@ import argparse
 import ctypes
 import ctypes.util
 import os
+import re
+import stat
 import sys
 
 BUFSIZE = 4096  # PATH_MAX; next_change() rejects maxlen > PATH_MAX
+RUN_DIR = "/var/run/gluster"  # DEFAULT_VAR_RUN_DIRECTORY of the Debian build
+
+
+def remove_reverse_socket():
+    """register() listens on RUN_DIR/.<xxh64(brick)><pid>.sock for the brick's
+    reverse connection; the library only unlinks it when a brick connects
+    back, so without this every run would leak one socket file."""
+    pat = re.compile(r"^\.[0-9a-f]{16}%d\.sock$" % os.getpid())
+    try:
+        names = os.listdir(RUN_DIR)
+    except OSError:
+        return
+    for name in names:
+        if pat.match(name):
+            path = os.path.join(RUN_DIR, name)
+            try:
+                if stat.S_ISSOCK(os.lstat(path).st_mode):
+                    os.unlink(path)
+            except OSError:
+                pass
 
 
 def die(msg, code=1):
+    remove_reverse_socket()
     try:
         sys.stdout.buffer.flush()
     except Exception:
@@ -48,6 +80,19 @@ def die(msg, code=1):
     sys.stderr.write("libgfchangelog_dump: %s\n" % msg)
     sys.stderr.flush()
     os._exit(code)
+
+
+def last_log_error(log_file):
+    """Last error-level line of the library log (it explains most -1s)."""
+    try:
+        with open(log_file, "rb") as f:
+            lines = f.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return ""
+    for line in reversed(lines):
+        if "] E [" in line:
+            return "; library log: " + line.split("] E ", 1)[1].strip()
+    return ""
 
 
 def errstr():
@@ -152,8 +197,8 @@ def main():
             "(start must be >= HTIME.<ts> and < its max_ts); see %s"
             % (a.start, log_file), 2)
     if hrc < 0:
-        die("gf_history_changelog returned %d: %s; see %s"
-            % (hrc, errstr(), log_file))
+        die("gf_history_changelog returned %d: %s%s"
+            % (hrc, errstr(), last_log_error(log_file)))
 
     blocks = []  # (sort key, basename, bytes)
     buf = ctypes.create_string_buffer(BUFSIZE)
@@ -161,8 +206,8 @@ def main():
         ctypes.set_errno(0)
         n = lib.gf_history_changelog_scan()
         if n == -1:
-            die("gf_history_changelog_scan failed: %s; see %s"
-                % (errstr(), log_file))
+            die("gf_history_changelog_scan failed: %s%s"
+                % (errstr(), last_log_error(log_file)))
         if n == 0:
             break
         batch = []
@@ -192,6 +237,7 @@ def main():
                              % os.fsdecode(name))
             out.write(b"\n")
     out.flush()
+    remove_reverse_socket()
     # The library leaves threads (janitor, poller) running; skip interpreter
     # teardown so they cannot race with it.
     os._exit(0)

@@ -61,7 +61,7 @@ fn record(rng: &mut Rng, dirs: &[Uuid]) -> Record {
         0..40 => Record::Data { gfid },
         40..60 => Record::Meta {
             gfid,
-            fop: if rng.next() % 4 == 0 {
+            fop: if rng.next().is_multiple_of(4) {
                 Fop::SETXATTR
             } else {
                 Fop::SETATTR

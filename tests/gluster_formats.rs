@@ -342,7 +342,7 @@ fn show_matches_libgfchangelog(fx: &Fixture) {
             None => tried.push(start),
         }
     }
-    let (files, _) =
+    let files =
         result.unwrap_or_else(|| panic!("libgfchangelog refused every start tried: {tried:?}"));
     assert!(
         files.len() >= 2,

@@ -40,11 +40,7 @@ impl Rng {
         (0..len)
             .map(|_| {
                 let r = self.next() % 40;
-                if r == 0 {
-                    b' '
-                } else {
-                    b"abcdefghijklmnopqrstuvwxyz0123456789._-"[(r as usize) % 39]
-                }
+                if r == 0 { b' ' } else { b"abcdefghijklmnopqrstuvwxyz0123456789._-"[(r as usize) % 39] }
             })
             .collect()
     }
@@ -53,68 +49,21 @@ impl Rng {
 fn record(rng: &mut Rng, dirs: &[Uuid]) -> Record {
     let gfid = rng.uuid();
     let parent = dirs[(rng.next() % dirs.len() as u64) as usize];
-    let entry = Entry {
-        parent,
-        name: rng.name(),
-    };
+    let entry = Entry { parent, name: rng.name() };
     match rng.next() % 100 {
         0..40 => Record::Data { gfid },
-        40..60 => Record::Meta {
-            gfid,
-            fop: if rng.next().is_multiple_of(4) {
-                Fop::SETXATTR
-            } else {
-                Fop::SETATTR
-            },
-        },
-        60..75 => Record::New {
-            gfid,
-            fop: Fop::CREATE,
-            mode: 0o100644,
-            uid: 0,
-            gid: 0,
-            entry,
-        },
-        75..80 => Record::New {
-            gfid,
-            fop: Fop::MKDIR,
-            mode: 0o40755,
-            uid: 0,
-            gid: 0,
-            entry,
-        },
-        80..88 => Record::Delete {
-            gfid,
-            fop: Fop::UNLINK,
-            entry,
-            path: Vec::new(),
-        },
-        88..93 => Record::Rename {
-            gfid,
-            from: entry,
-            to: Entry {
-                parent,
-                name: rng.name(),
-            },
-        },
-        93..97 => Record::Link {
-            gfid,
-            fop: Fop::LINK,
-            entry,
-        },
-        _ => Record::Link {
-            gfid,
-            fop: Fop::SYMLINK,
-            entry,
-        },
+        40..60 => Record::Meta { gfid, fop: if rng.next().is_multiple_of(4) { Fop::SETXATTR } else { Fop::SETATTR } },
+        60..75 => Record::New { gfid, fop: Fop::CREATE, mode: 0o100644, uid: 0, gid: 0, entry },
+        75..80 => Record::New { gfid, fop: Fop::MKDIR, mode: 0o40755, uid: 0, gid: 0, entry },
+        80..88 => Record::Delete { gfid, fop: Fop::UNLINK, entry, path: Vec::new() },
+        88..93 => Record::Rename { gfid, from: entry, to: Entry { parent, name: rng.name() } },
+        93..97 => Record::Link { gfid, fop: Fop::LINK, entry },
+        _ => Record::Link { gfid, fop: Fop::SYMLINK, entry },
     }
 }
 
 fn arg(args: &[String], name: &str) -> Option<String> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
 }
 
 fn generate(dir: &Path, records: usize, files: usize) -> Vec<PathBuf> {

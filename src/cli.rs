@@ -13,12 +13,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// <config-dir>/<session>.toml (see gsyncd.toml(5)) and run as
 /// gsyncd@<session>.service.
 #[derive(Debug, Parser)]
-#[command(
-    name = "gsyncd",
-    version,
-    propagate_version = true,
-    max_term_width = 100
-)]
+#[command(name = "gsyncd", version, propagate_version = true, max_term_width = 100)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -31,13 +26,7 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct Global {
     /// Log level; overrides RUST_LOG and the session's log-level option.
-    #[arg(
-        long,
-        global = true,
-        value_enum,
-        ignore_case = true,
-        value_name = "LEVEL"
-    )]
+    #[arg(long, global = true, value_enum, ignore_case = true, value_name = "LEVEL")]
     pub log_level: Option<LogLevel>,
 
     /// Where logs go: the journal, stderr, or auto (the journal when stderr
@@ -300,11 +289,8 @@ mod tests {
 
     #[test]
     fn set_accepts_values_starting_with_a_dash() {
-        let cli = Cli::try_parse_from(["gsyncd", "config", "set", "s", "ssh-options", "-oPort=2"])
-            .unwrap();
-        let Command::Config(ConfigCmd::Set(a)) = cli.command else {
-            panic!("parsed as {:?}", cli.command)
-        };
+        let cli = Cli::try_parse_from(["gsyncd", "config", "set", "s", "ssh-options", "-oPort=2"]).unwrap();
+        let Command::Config(ConfigCmd::Set(a)) = cli.command else { panic!("parsed as {:?}", cli.command) };
         assert_eq!(a.value, "-oPort=2");
     }
 
@@ -312,18 +298,8 @@ mod tests {
     fn roles_are_hidden() {
         let help = Cli::command().render_help().to_string();
         assert!(help.contains("config"));
-        for role in [
-            "supervise",
-            "monitor",
-            "agent",
-            "worker",
-            "secondary",
-            "ssh-gate",
-        ] {
-            assert!(
-                !help.contains(&format!("  {role} ")),
-                "{role} shows in help"
-            );
+        for role in ["supervise", "monitor", "agent", "worker", "secondary", "ssh-gate"] {
+            assert!(!help.contains(&format!("  {role} ")), "{role} shows in help");
         }
     }
 }

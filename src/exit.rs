@@ -35,27 +35,15 @@ impl Exit {
     /// Every code with its one-line meaning, in the order gsyncd(8) lists them.
     pub const ALL: [(Exit, &'static str); 10] = [
         (Exit::Ok, "success"),
-        (
-            Exit::Failure,
-            "runtime failure (I/O, a peer or child command failed)",
-        ),
+        (Exit::Failure, "runtime failure (I/O, a peer or child command failed)"),
         (Exit::UnknownOption, "unknown configuration option name"),
         (Exit::InvalidValue, "invalid configuration value"),
-        (
-            Exit::NotConfigurable,
-            "option cannot be changed with config set",
-        ),
+        (Exit::NotConfigurable, "option cannot be changed with config set"),
         (Exit::BadConfigFile, "session file unreadable or malformed"),
         (Exit::NoSuchSession, "no session file for the named session"),
-        (
-            Exit::BadInput,
-            "malformed input file (changelog, HTIME index)",
-        ),
+        (Exit::BadInput, "malformed input file (changelog, HTIME index)"),
         (Exit::Usage, "command-line usage error"),
-        (
-            Exit::Unavailable,
-            "role or command not implemented in this build",
-        ),
+        (Exit::Unavailable, "role or command not implemented in this build"),
     ];
 
     pub fn code(self) -> u8 {

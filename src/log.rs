@@ -64,9 +64,7 @@ fn filter(s: &LogSettings<'_>) -> Result<EnvFilter, LogError> {
     }
     match std::env::var("RUST_LOG") {
         Ok(v) if !v.trim().is_empty() => EnvFilter::try_new(v).map_err(LogError::Filter),
-        _ => Ok(EnvFilter::new(
-            s.session_level.map(session_directive).unwrap_or("info"),
-        )),
+        _ => Ok(EnvFilter::new(s.session_level.map(session_directive).unwrap_or("info"))),
     }
 }
 
@@ -108,30 +106,20 @@ pub fn init(s: &LogSettings<'_>) -> Result<Logger, LogError> {
     if journald {
         match tracing_journald::layer() {
             Ok(layer) => {
-                let layer = layer
-                    .with_field_prefix(Some("GSYNCD".to_owned()))
-                    .with_syslog_identifier("gsyncd".to_owned());
-                registry
-                    .with(layer)
-                    .try_init()
-                    .map_err(LogError::AlreadySet)?;
+                let layer =
+                    layer.with_field_prefix(Some("GSYNCD".to_owned())).with_syslog_identifier("gsyncd".to_owned());
+                registry.with(layer).try_init().map_err(LogError::AlreadySet)?;
             }
             Err(e) if s.target == LogTarget::Journald => return Err(LogError::Journald(e)),
             Err(_) => {
                 init_stderr(registry)?;
-                return Ok(Logger {
-                    _span: root_span(s),
-                    journald: false,
-                });
+                return Ok(Logger { _span: root_span(s), journald: false });
             }
         }
     } else {
         init_stderr(registry)?;
     }
-    Ok(Logger {
-        _span: root_span(s),
-        journald,
-    })
+    Ok(Logger { _span: root_span(s), journald })
 }
 
 /// At ERROR level so that it is enabled whenever any record is.
@@ -147,10 +135,7 @@ where
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);
-    registry
-        .with(layer)
-        .try_init()
-        .map_err(LogError::AlreadySet)
+    registry.with(layer).try_init().map_err(LogError::AlreadySet)
 }
 
 #[cfg(test)]

@@ -54,15 +54,8 @@ fn invalid_value_exits_3_naming_the_range() {
     let d = Dir::new();
     let o = d.gsyncd(&["config", "set", "demo", "sync-jobs", "0"]);
     assert_eq!(code(&o), 3, "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("sync-jobs") && stderr(&o).contains("1..100"),
-        "{}",
-        stderr(&o)
-    );
-    assert!(
-        !d.session("demo").exists(),
-        "a refused value must not create the session"
-    );
+    assert!(stderr(&o).contains("sync-jobs") && stderr(&o).contains("1..100"), "{}", stderr(&o));
+    assert!(!d.session("demo").exists(), "a refused value must not create the session");
     let o = d.gsyncd(&["config", "set", "demo", "sync-method", "scp"]);
     assert_eq!(code(&o), 3);
     assert!(stderr(&o).contains("rsync, tarssh"), "{}", stderr(&o));
@@ -76,21 +69,13 @@ fn unknown_option_exits_2_with_suggestion() {
     assert!(stderr(&o).contains("bogus"));
     let o = d.gsyncd(&["config", "set", "demo", "sync-job", "1"]);
     assert_eq!(code(&o), 2);
-    assert!(
-        stderr(&o).contains("did you mean sync-jobs"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("did you mean sync-jobs"), "{}", stderr(&o));
 }
 
 #[test]
 fn not_configurable_exits_4() {
     let d = Dir::new();
-    for (name, value) in [
-        ("pid-file", "/x"),
-        ("state-file", "/y"),
-        ("working-dir", "/z"),
-    ] {
+    for (name, value) in [("pid-file", "/x"), ("state-file", "/y"), ("working-dir", "/z")] {
         let o = d.gsyncd(&["config", "set", "demo", name, value]);
         assert_eq!(code(&o), 4, "{name}: {}", stderr(&o));
         assert!(stderr(&o).contains(name), "{}", stderr(&o));
@@ -121,12 +106,7 @@ fn legacy_names_set_the_new_option() {
     for (name, value, key, stored) in [
         ("master_distribution_count", "2", "", ""),
         ("use-tarssh", "true", "sync-method", "\"tarssh\""),
-        (
-            "slave_log_level",
-            "debug",
-            "secondary-log-level",
-            "\"DEBUG\"",
-        ),
+        ("slave_log_level", "debug", "secondary-log-level", "\"DEBUG\""),
         ("sync_jobs", "5", "sync-jobs", "5"),
     ] {
         let o = d.gsyncd(&["config", "set", "demo", name, value]);
@@ -136,10 +116,7 @@ fn legacy_names_set_the_new_option() {
         }
         assert_eq!(code(&o), 0, "{name}: {}", stderr(&o));
         let text = fs::read_to_string(d.session("demo")).unwrap();
-        assert!(
-            text.contains(&format!("{key} = {stored}")),
-            "{name}: {text}"
-        );
+        assert!(text.contains(&format!("{key} = {stored}")), "{name}: {text}");
     }
 }
 
@@ -149,18 +126,9 @@ fn set_keeps_comments_and_order_and_a_hand_edited_legacy_key_is_renamed_in_place
     let original = "# Production session to DR.\n\n# keep it busy\nsync-jobs = 3 # tuned 2025\n\
                     slave-timeout = 60\n# trailing note\nlog-level = \"INFO\"\n";
     fs::write(d.session("demo"), original).unwrap();
-    assert_eq!(
-        code(&d.gsyncd(&["config", "set", "demo", "sync-jobs", "8"])),
-        0
-    );
-    assert_eq!(
-        code(&d.gsyncd(&["config", "set", "demo", "secondary-timeout", "90"])),
-        0
-    );
-    assert_eq!(
-        code(&d.gsyncd(&["config", "set", "demo", "ignore-deletes", "yes"])),
-        0
-    );
+    assert_eq!(code(&d.gsyncd(&["config", "set", "demo", "sync-jobs", "8"])), 0);
+    assert_eq!(code(&d.gsyncd(&["config", "set", "demo", "secondary-timeout", "90"])), 0);
+    assert_eq!(code(&d.gsyncd(&["config", "set", "demo", "ignore-deletes", "yes"])), 0);
     let text = fs::read_to_string(d.session("demo")).unwrap();
     assert_eq!(
         text,
@@ -169,104 +137,55 @@ fn set_keeps_comments_and_order_and_a_hand_edited_legacy_key_is_renamed_in_place
     );
     // Setting the same value again leaves the file untouched.
     let before = fs::metadata(d.session("demo")).unwrap().modified().unwrap();
-    assert_eq!(
-        code(&d.gsyncd(&["config", "set", "demo", "sync-jobs", "8"])),
-        0
-    );
-    assert_eq!(
-        fs::metadata(d.session("demo")).unwrap().modified().unwrap(),
-        before
-    );
+    assert_eq!(code(&d.gsyncd(&["config", "set", "demo", "sync-jobs", "8"])), 0);
+    assert_eq!(fs::metadata(d.session("demo")).unwrap().modified().unwrap(), before);
 }
 
 #[test]
 fn malformed_file_gives_file_line_and_exit_5() {
     let d = Dir::new();
     fs::write(d.session("demo"), "sync-jobs = 3\nlog-level = DEBUG\n").unwrap();
-    for args in [
-        &["config", "get", "demo"][..],
-        &["config", "set", "demo", "sync-jobs", "4"],
-    ] {
+    for args in [&["config", "get", "demo"][..], &["config", "set", "demo", "sync-jobs", "4"]] {
         let o = d.gsyncd(args);
         assert_eq!(code(&o), 5, "{}", stderr(&o));
         let path = d.session("demo");
-        assert!(
-            stderr(&o).contains(&format!("{}:2:", path.display())),
-            "{}",
-            stderr(&o)
-        );
+        assert!(stderr(&o).contains(&format!("{}:2:", path.display())), "{}", stderr(&o));
         assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
     }
     // The refused edit left the file as it was.
-    assert_eq!(
-        fs::read_to_string(d.session("demo")).unwrap(),
-        "sync-jobs = 3\nlog-level = DEBUG\n"
-    );
+    assert_eq!(fs::read_to_string(d.session("demo")).unwrap(), "sync-jobs = 3\nlog-level = DEBUG\n");
 
     fs::write(d.session("demo"), "# ok\nsync-jobs = 3\nsync-jbos = 4\n").unwrap();
     let o = d.gsyncd(&["config", "get", "demo"]);
     assert_eq!(code(&o), 5);
-    assert!(
-        stderr(&o).contains("demo.toml:3: unknown option \"sync-jbos\"; did you mean sync-jobs"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("demo.toml:3: unknown option \"sync-jbos\"; did you mean sync-jobs"), "{}", stderr(&o));
 
     fs::write(d.session("demo"), "sync-jobs = \"3\"\n").unwrap();
     let o = d.gsyncd(&["config", "get", "demo"]);
     assert_eq!(code(&o), 5);
-    assert!(
-        stderr(&o).contains("expected integer, found string"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("expected integer, found string"), "{}", stderr(&o));
 
     fs::write(d.session("demo"), b"sync-jobs = 3\n\xff\n").unwrap();
     let o = d.gsyncd(&["config", "get", "demo"]);
     assert_eq!(code(&o), 5);
-    assert!(
-        stderr(&o).contains("demo.toml:2:1: the file is not valid UTF-8"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("demo.toml:2:1: the file is not valid UTF-8"), "{}", stderr(&o));
 }
 
 #[test]
 fn get_lists_set_options_defaults_and_json() {
     let d = Dir::new();
-    assert_eq!(
-        code(&d.gsyncd(&["config", "set", "demo", "primary", "gv0"])),
-        0
-    );
-    assert_eq!(
-        code(&d.gsyncd(&["config", "set", "demo", "secondary", "geo@dr1::gv1"])),
-        0
-    );
-    assert_eq!(
-        code(&d.gsyncd(&["config", "set", "demo", "sync-jobs", "4"])),
-        0
-    );
+    assert_eq!(code(&d.gsyncd(&["config", "set", "demo", "primary", "gv0"])), 0);
+    assert_eq!(code(&d.gsyncd(&["config", "set", "demo", "secondary", "geo@dr1::gv1"])), 0);
+    assert_eq!(code(&d.gsyncd(&["config", "set", "demo", "sync-jobs", "4"])), 0);
     let o = d.gsyncd(&["config", "get", "demo"]);
-    assert_eq!(
-        stdout(&o),
-        "primary:gv0\nsecondary:geo@dr1::gv1\nsync-jobs:4\n"
-    );
+    assert_eq!(stdout(&o), "primary:gv0\nsecondary:geo@dr1::gv1\nsync-jobs:4\n");
 
     let o = d.gsyncd(&["config", "get", "demo", "--show-defaults"]);
     let out = stdout(&o);
-    assert!(
-        out.contains("pid-file:/run/gsyncd/demo/monitor.pid\n"),
-        "{out}"
-    );
-    assert!(
-        out.contains("ssh-options:-oPasswordAuthentication=no"),
-        "{out}"
-    );
+    assert!(out.contains("pid-file:/run/gsyncd/demo/monitor.pid\n"), "{out}");
+    assert!(out.contains("ssh-options:-oPasswordAuthentication=no"), "{out}");
     assert!(out.contains("secondary-timeout:120\n"), "{out}");
-    assert!(
-        !out.contains("\nlog-file:"),
-        "dead options are not listed: {out}"
-    );
+    assert!(!out.contains("\nlog-file:"), "dead options are not listed: {out}");
 
     let o = d.gsyncd(&["config", "get", "demo", "--show-defaults", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
@@ -277,10 +196,7 @@ fn get_lists_set_options_defaults_and_json() {
     assert_eq!(names, sorted, "JSON is sorted by name");
     let jobs = items.iter().find(|i| i["name"] == "sync-jobs").unwrap();
     assert_eq!(jobs["value"], 4);
-    assert_eq!(
-        jobs["default"], 3,
-        "the default is the default, not the current value"
-    );
+    assert_eq!(jobs["default"], 3, "the default is the default, not the current value");
     assert_eq!(jobs["modified"], true);
     assert_eq!(jobs["configurable"], true);
     let pid = items.iter().find(|i| i["name"] == "pid-file").unwrap();
@@ -292,40 +208,26 @@ fn get_lists_set_options_defaults_and_json() {
     assert_eq!(code(&o), 2);
     let o = d.gsyncd(&["config", "get", "other"]);
     assert_eq!(code(&o), 6, "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("other.toml does not exist"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("other.toml does not exist"), "{}", stderr(&o));
 }
 
 #[test]
 fn state_paths_follow_state_dir_and_run_dir() {
     let d = Dir::new();
-    assert_eq!(
-        code(&d.gsyncd(&["config", "set", "demo", "run-dir", "/srv/gs/${session}/run"])),
-        0
-    );
+    assert_eq!(code(&d.gsyncd(&["config", "set", "demo", "run-dir", "/srv/gs/${session}/run"])), 0);
     let o = d.gsyncd(&["config", "get", "demo", "pid-file"]);
     assert_eq!(stdout(&o), "/srv/gs/demo/run/monitor.pid\n");
     let o = d.gsyncd(&["config", "set", "demo", "run-dir", "relative/x"]);
     assert_eq!(code(&o), 3);
     let o = d.gsyncd(&["config", "set", "demo", "state-dir", "/x/${sesion}"]);
     assert_eq!(code(&o), 3);
-    assert!(
-        stderr(&o).contains("unknown template variable ${sesion}"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("unknown template variable ${sesion}"), "{}", stderr(&o));
 }
 
 #[test]
 fn checkpoint_now_and_bool_spellings() {
     let d = Dir::new();
-    assert_eq!(
-        code(&d.gsyncd(&["config", "set", "demo", "checkpoint", "now"])),
-        0
-    );
+    assert_eq!(code(&d.gsyncd(&["config", "set", "demo", "checkpoint", "now"])), 0);
     let o = d.gsyncd(&["config", "get", "demo", "checkpoint"]);
     let t: i64 = stdout(&o).trim().parse().unwrap();
     assert!(t > 1_700_000_000);
@@ -345,42 +247,24 @@ fn reset_one_and_all() {
         "# header stays\n\nprimary = \"gv0\"\nsecondary = \"h::v\"\n# jobs\nsync-jobs = 4\nlog-level = \"DEBUG\"\nlog-file = \"/old\"\n",
     )
     .unwrap();
-    assert_eq!(
-        code(&d.gsyncd(&["config", "reset", "demo", "sync_jobs"])),
-        0
-    );
+    assert_eq!(code(&d.gsyncd(&["config", "reset", "demo", "sync_jobs"])), 0);
     let text = fs::read_to_string(d.session("demo")).unwrap();
-    assert!(
-        !text.contains("sync-jobs") && !text.contains("# jobs"),
-        "{text}"
-    );
+    assert!(!text.contains("sync-jobs") && !text.contains("# jobs"), "{text}");
     assert!(text.starts_with("# header stays\n"), "{text}");
     // Resetting what is not set succeeds, as in the reference.
-    assert_eq!(
-        code(&d.gsyncd(&["config", "reset", "demo", "sync-jobs"])),
-        0
-    );
+    assert_eq!(code(&d.gsyncd(&["config", "reset", "demo", "sync-jobs"])), 0);
     assert_eq!(code(&d.gsyncd(&["config", "reset", "demo", "pid-file"])), 4);
     assert_eq!(code(&d.gsyncd(&["config", "reset", "demo", "bogus"])), 2);
-    assert_eq!(
-        code(&d.gsyncd(&["config", "reset", "nosuch", "sync-jobs"])),
-        6
-    );
+    assert_eq!(code(&d.gsyncd(&["config", "reset", "nosuch", "sync-jobs"])), 6);
     assert_eq!(code(&d.gsyncd(&["config", "reset", "demo", "all"])), 0);
     let text = fs::read_to_string(d.session("demo")).unwrap();
-    assert_eq!(
-        text,
-        "# header stays\n\nprimary = \"gv0\"\nsecondary = \"h::v\"\n"
-    );
+    assert_eq!(text, "# header stays\n\nprimary = \"gv0\"\nsecondary = \"h::v\"\n");
 }
 
 #[test]
 fn concurrent_sets_lose_nothing() {
     let d = Dir::new();
-    assert_eq!(
-        code(&d.gsyncd(&["config", "set", "demo", "primary", "gv0"])),
-        0
-    );
+    assert_eq!(code(&d.gsyncd(&["config", "set", "demo", "primary", "gv0"])), 0);
     let opts = [
         ("sync-jobs", "9"),
         ("secondary-timeout", "33"),
@@ -406,11 +290,7 @@ fn concurrent_sets_lose_nothing() {
     }
     let o = d.gsyncd(&["config", "get", "demo"]);
     for (n, v) in opts {
-        assert!(
-            stdout(&o).contains(&format!("{n}:{v}\n")),
-            "{n} lost:\n{}",
-            stdout(&o)
-        );
+        assert!(stdout(&o).contains(&format!("{n}:{v}\n")), "{n} lost:\n{}", stdout(&o));
     }
 }
 
@@ -440,14 +320,8 @@ fn import_reference_session() {
     }
     let o = d.gsyncd(&["config", "get", "prod"]);
     let out = stdout(&o);
-    assert!(
-        out.contains("primary:gv0\n") && out.contains("secondary:dr1::gv1\n"),
-        "{out}"
-    );
-    assert!(
-        out.contains("secondary-timeout:45\n") && out.contains("use-meta-volume:true\n"),
-        "{out}"
-    );
+    assert!(out.contains("primary:gv0\n") && out.contains("secondary:dr1::gv1\n"), "{out}");
+    assert!(out.contains("secondary-timeout:45\n") && out.contains("use-meta-volume:true\n"), "{out}");
 
     // An existing session is not replaced without --force.
     let o = d.gsyncd(&["config", "import", "prod", src.to_str().unwrap()]);
@@ -458,26 +332,10 @@ fn import_reference_session() {
     fs::write(&src, "[vars]\nsync-jobs = 500\nmystery = 1\n").unwrap();
     let o = d.gsyncd(&["config", "import", "other", src.to_str().unwrap()]);
     assert_eq!(code(&o), 5, "{}", stderr(&o));
-    assert!(
-        stdout(&o).contains("REFUSED   sync-jobs (line 2)"),
-        "{}",
-        stdout(&o)
-    );
-    assert!(
-        stdout(&o).contains("REFUSED   mystery (line 3)"),
-        "{}",
-        stdout(&o)
-    );
+    assert!(stdout(&o).contains("REFUSED   sync-jobs (line 2)"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("REFUSED   mystery (line 3)"), "{}", stdout(&o));
     assert!(!d.session("other").exists());
-    let o = d.gsyncd(&[
-        "config",
-        "import",
-        "other",
-        src.to_str().unwrap(),
-        "--force",
-        "--secondary",
-        "geo@h::v",
-    ]);
+    let o = d.gsyncd(&["config", "import", "other", src.to_str().unwrap(), "--force", "--secondary", "geo@h::v"]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let o = d.gsyncd(&["config", "get", "other"]);
     assert_eq!(stdout(&o), "primary:gv0\nsecondary:geo@h::v\n");
@@ -489,10 +347,7 @@ fn usage_errors_and_unimplemented_roles_have_their_codes() {
     assert_eq!(code(&d.gsyncd(&[])), 64);
     assert_eq!(code(&d.gsyncd(&["config", "frob"])), 64);
     assert_eq!(code(&d.gsyncd(&["config", "get", "bad/name"])), 64);
-    assert_eq!(
-        code(&d.gsyncd(&["--log-level", "loud", "config", "get", "x"])),
-        64
-    );
+    assert_eq!(code(&d.gsyncd(&["--log-level", "loud", "config", "get", "x"])), 64);
     for role in [
         &["supervise", "demo"][..],
         &["monitor", "demo"],
@@ -512,15 +367,7 @@ fn config_dir_option_overrides_the_environment() {
     let d = Dir::new();
     let other = Dir::new();
     let o = Command::new(env!("CARGO_BIN_EXE_gsyncd"))
-        .args([
-            "--config-dir",
-            other.path().to_str().unwrap(),
-            "config",
-            "set",
-            "demo",
-            "sync-jobs",
-            "2",
-        ])
+        .args(["--config-dir", other.path().to_str().unwrap(), "config", "set", "demo", "sync-jobs", "2"])
         .env("GSYNCD_CONFIG_DIR", d.path())
         .output()
         .unwrap();
@@ -535,12 +382,6 @@ fn help_shows_operator_commands_only() {
     let o = d.gsyncd(&["--help"]);
     assert_eq!(code(&o), 0);
     let out = stdout(&o);
-    assert!(
-        out.contains("config") && out.contains("--config-dir") && out.contains("--log-level"),
-        "{out}"
-    );
-    assert!(
-        !out.contains("supervise") && !out.contains("ssh-gate"),
-        "{out}"
-    );
+    assert!(out.contains("config") && out.contains("--config-dir") && out.contains("--log-level"), "{out}");
+    assert!(!out.contains("supervise") && !out.contains("ssh-gate"), "{out}");
 }

@@ -21,22 +21,10 @@ use support::{Fixture, trial, wait_for};
 fn main() {
     support::run(|fx| {
         vec![
-            trial(
-                "changelogs_record_writes_on_the_primary_brick",
-                fx,
-                changelogs_record_writes,
-            ),
+            trial("changelogs_record_writes_on_the_primary_brick", fx, changelogs_record_writes),
             trial("ssh_to_loopback_runs_commands", fx, ssh_runs_commands),
-            trial(
-                "distributed_replicate_places_files_on_replica_pairs",
-                fx,
-                dist_rep_layout,
-            ),
-            trial(
-                "comparator_reports_differences",
-                fx,
-                comparator_reports_differences,
-            ),
+            trial("distributed_replicate_places_files_on_replica_pairs", fx, dist_rep_layout),
+            trial("comparator_reports_differences", fx, comparator_reports_differences),
         ]
     })
 }
@@ -70,42 +58,26 @@ fn changelogs_record_writes(fx: &Fixture) {
     let name = format!("smoke-{}", std::process::id());
     let f = primary.mount.join(&name);
     fs::write(&f, b"hello changelog").unwrap();
-    let gfid = xattr::get(&f, "glusterfs.gfid.string")
-        .unwrap()
-        .expect("a gfid on the mount");
+    let gfid = xattr::get(&f, "glusterfs.gfid.string").unwrap().expect("a gfid on the mount");
     let gfid = String::from_utf8(gfid).unwrap();
     let gfid = gfid.trim_end_matches('\0');
-    let raw: Vec<u8> = (0..16)
-        .map(|i| u8::from_str_radix(&gfid.replace('-', "")[2 * i..2 * i + 2], 16).unwrap())
-        .collect();
+    let raw: Vec<u8> =
+        (0..16).map(|i| u8::from_str_radix(&gfid.replace('-', "")[2 * i..2 * i + 2], 16).unwrap()).collect();
     // The rollover time is 1 s: within a few seconds a rolled changelog
     // names the new file's GFID (ascii or binary encoding).
-    let found = wait_for(
-        Duration::from_secs(20),
-        "a CHANGELOG.<ts> naming the new file",
-        || {
-            rolled_changelogs(&primary.bricks[0]).into_iter().find(|p| {
-                let c = fs::read(p).unwrap_or_default();
-                c.windows(gfid.len()).any(|w| w == gfid.as_bytes())
-                    || c.windows(16).any(|w| w == raw.as_slice())
-            })
-        },
-    );
+    let found = wait_for(Duration::from_secs(20), "a CHANGELOG.<ts> naming the new file", || {
+        rolled_changelogs(&primary.bricks[0]).into_iter().find(|p| {
+            let c = fs::read(p).unwrap_or_default();
+            c.windows(gfid.len()).any(|w| w == gfid.as_bytes()) || c.windows(16).any(|w| w == raw.as_slice())
+        })
+    });
     let content = fs::read(&found).unwrap();
-    assert!(
-        content.starts_with(b"GlusterFS Changelog"),
-        "{} has no changelog header",
-        found.display()
-    );
+    assert!(content.starts_with(b"GlusterFS Changelog"), "{} has no changelog header", found.display());
 }
 
 fn ssh_runs_commands(fx: &Fixture) {
     let out = fx.sshd().ssh("echo hello; id -u").output().unwrap();
-    assert!(
-        out.status.success(),
-        "ssh failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "ssh failed: {}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\n0\n");
     // The remote side sees our exit codes.
     let st = fx.sshd().ssh("exit 7").status().unwrap();
@@ -123,25 +95,13 @@ fn dist_rep_layout(fx: &Fixture) {
     }
     let mut per_pair = [0usize; 2];
     for i in 0..20 {
-        let on: Vec<usize> = (0..4)
-            .filter(|b| {
-                primary.bricks[*b]
-                    .join("spread")
-                    .join(format!("f{i}"))
-                    .exists()
-            })
-            .collect();
+        let on: Vec<usize> =
+            (0..4).filter(|b| primary.bricks[*b].join("spread").join(format!("f{i}")).exists()).collect();
         // Replica 2: bricks 0+1 form one pair, 2+3 the other.
-        assert!(
-            on == vec![0, 1] || on == vec![2, 3],
-            "f{i} is on bricks {on:?}"
-        );
+        assert!(on == vec![0, 1] || on == vec![2, 3], "f{i} is on bricks {on:?}");
         per_pair[on[0] / 2] += 1;
     }
-    assert!(
-        per_pair[0] > 0 && per_pair[1] > 0,
-        "DHT used one subvolume only: {per_pair:?}"
-    );
+    assert!(per_pair[0] > 0 && per_pair[1] > 0, "DHT used one subvolume only: {per_pair:?}");
     // Every primary brick keeps changelogs.
     for b in &primary.bricks {
         wait_for(Duration::from_secs(20), "changelogs on every brick", || {
@@ -170,19 +130,12 @@ fn comparator_reports_differences(fx: &Fixture) {
     let (l, r) = (primary.mount.join(&tag), secondary.mount.join(&tag));
     make_tree(&l);
     make_tree(&r);
-    let no_gfid = Options {
-        gfids: Gfids::Ignore,
-        ..Options::default()
-    };
+    let no_gfid = Options { gfids: Gfids::Ignore, ..Options::default() };
     tree::assert_same(&l, &r, &no_gfid);
 
     // Two independent volumes give the same names different GFIDs.
     let d = tree::compare(&l, &r, &Options::default());
-    assert!(
-        d.iter().any(|x| x.what.starts_with("gfid:")),
-        "GFIDs not compared:\n{}",
-        tree::report(&d)
-    );
+    assert!(d.iter().any(|x| x.what.starts_with("gfid:")), "GFIDs not compared:\n{}", tree::report(&d));
 
     // Deliberate differences, each reported.
     fs::write(r.join("d/a"), b"alphA").unwrap();

@@ -25,11 +25,7 @@ fn read(name: &str) -> String {
 /// roff-escapes text for a line that is not a request.
 fn esc(s: &str) -> String {
     let s = s.replace('\\', "\\e").replace('-', "\\-");
-    if s.starts_with('.') || s.starts_with('\'') {
-        format!("\\&{s}")
-    } else {
-        s
-    }
+    if s.starts_with('.') || s.starts_with('\'') { format!("\\&{s}") } else { s }
 }
 
 fn describe(o: &OptionSpec) -> String {
@@ -41,17 +37,11 @@ fn describe(o: &OptionSpec) -> String {
         Validation::Choice(c) => v.push(format!(
             "One of: {}.",
             c.iter()
-                .map(|x| if x.is_empty() {
-                    "\"\"".to_owned()
-                } else {
-                    (*x).to_owned()
-                })
+                .map(|x| if x.is_empty() { "\"\"".to_owned() } else { (*x).to_owned() })
                 .collect::<Vec<_>>()
                 .join(", ")
         )),
-        Validation::ExecPath => {
-            v.push("An executable: a path, or a name found in PATH.".to_owned())
-        }
+        Validation::ExecPath => v.push("An executable: a path, or a name found in PATH.".to_owned()),
         Validation::UnixTime => v.push("Unix seconds after 1971, 0 for none, or now.".to_owned()),
         Validation::AbsPath => v.push("An absolute path.".to_owned()),
         Validation::VolumeName => v.push("A volume name.".to_owned()),
@@ -95,52 +85,31 @@ fn options_section() -> String {
     }
     s.push_str(".SS Options of the reference that have no effect\nThey are accepted in a file (with a note) and dropped by \\fBgsyncd config import\\fR; \\fBconfig set\\fR refuses them.\n");
     for o in OPTIONS.iter().filter(|o| !o.is_live()) {
-        let legacy = if o.legacy.is_empty() {
-            String::new()
-        } else {
-            format!(" (also {})", o.legacy.join(", "))
-        };
-        s.push_str(&format!(
-            ".TP\n.B {}\n{}\n",
-            esc(o.name),
-            esc(&format!("{}{legacy}", o.dead.unwrap_or_default()))
-        ));
+        let legacy = if o.legacy.is_empty() { String::new() } else { format!(" (also {})", o.legacy.join(", ")) };
+        s.push_str(&format!(".TP\n.B {}\n{}\n", esc(o.name), esc(&format!("{}{legacy}", o.dead.unwrap_or_default()))));
     }
     s
 }
 
 fn exit_section() -> String {
-    Exit::ALL
-        .iter()
-        .map(|(e, what)| format!(".TP\n.B {}\n{}\n", e.code(), esc(what)))
-        .collect()
+    Exit::ALL.iter().map(|(e, what)| format!(".TP\n.B {}\n{}\n", e.code(), esc(what))).collect()
 }
 
 /// Replaces the text between the BEGIN/END markers named `tag`; with
 /// GSYNCD_BLESS=1 writes the page, otherwise fails on any difference.
 fn check_generated(page: &str, tag: &str, generated: &str) {
     let text = read(page);
-    let begin = text
-        .find(&format!(".\\\" BEGIN GENERATED {tag}"))
-        .unwrap_or_else(|| panic!("{page}: no BEGIN {tag}"));
+    let begin = text.find(&format!(".\\\" BEGIN GENERATED {tag}")).unwrap_or_else(|| panic!("{page}: no BEGIN {tag}"));
     let body = text[begin..].find('\n').unwrap() + begin + 1;
-    let end = text
-        .find(&format!(".\\\" END GENERATED {tag}"))
-        .unwrap_or_else(|| panic!("{page}: no END {tag}"));
+    let end = text.find(&format!(".\\\" END GENERATED {tag}")).unwrap_or_else(|| panic!("{page}: no END {tag}"));
     if &text[body..end] == generated {
         return;
     }
     if std::env::var_os("GSYNCD_BLESS").is_some() {
-        fs::write(
-            man(page),
-            format!("{}{generated}{}", &text[..body], &text[end..]),
-        )
-        .unwrap();
+        fs::write(man(page), format!("{}{generated}{}", &text[..body], &text[end..])).unwrap();
         return;
     }
-    panic!(
-        "man/{page}: the {tag} list is out of date; run GSYNCD_BLESS=1 cargo test --test man_pages"
-    );
+    panic!("man/{page}: the {tag} list is out of date; run GSYNCD_BLESS=1 cargo test --test man_pages");
 }
 
 #[test]
@@ -165,42 +134,25 @@ fn every_visible_cli_option_is_documented() {
         }
     }
     if let Some(env) = root.get_arguments().find_map(|a| a.get_env()) {
-        assert!(
-            gsyncd8.contains(&env.to_string_lossy().replace('-', "\\-")),
-            "gsyncd.8 lacks {env:?}"
-        );
+        assert!(gsyncd8.contains(&env.to_string_lossy().replace('-', "\\-")), "gsyncd.8 lacks {env:?}");
     }
-    for sub in root
-        .get_subcommands()
-        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
-    {
+    for sub in root.get_subcommands().filter(|s| !s.is_hide_set() && s.get_name() != "help") {
         let page = format!("gsyncd-{}.8", sub.get_name());
         let text = read(&page);
-        assert!(
-            gsyncd8.contains(&format!(".B {}", sub.get_name())),
-            "gsyncd.8 does not list {}",
-            sub.get_name()
-        );
+        assert!(gsyncd8.contains(&format!(".B {}", sub.get_name())), "gsyncd.8 does not list {}", sub.get_name());
         for leaf in sub.get_subcommands().filter(|s| s.get_name() != "help") {
             let described = text
                 .lines()
                 .filter(|l| l.starts_with(".B ") || l.starts_with(".TP"))
                 .any(|l| l.split_whitespace().any(|w| w == leaf.get_name()));
             assert!(described, "{page} does not describe {}", leaf.get_name());
-            for a in leaf
-                .get_arguments()
-                .filter(|a| !a.is_hide_set() && !a.is_global_set())
-            {
+            for a in leaf.get_arguments().filter(|a| !a.is_hide_set() && !a.is_global_set()) {
                 if let Some(l) = a.get_long() {
                     if l == "help" {
                         continue;
                     }
                     let roff = format!("\\-\\-{}", l.replace('-', "\\-"));
-                    assert!(
-                        text.contains(&roff),
-                        "{page} does not document {} --{l}",
-                        leaf.get_name()
-                    );
+                    assert!(text.contains(&roff), "{page} does not document {} --{l}", leaf.get_name());
                 }
             }
         }
@@ -212,23 +164,13 @@ fn every_visible_cli_option_is_documented() {
 #[test]
 fn documented_options_exist() {
     let text = read("gsyncd.toml.5");
-    let documented: Vec<String> = text
-        .split(".TP\n.B ")
-        .skip(1)
-        .map(|s| s.lines().next().unwrap().replace("\\-", "-"))
-        .collect();
+    let documented: Vec<String> =
+        text.split(".TP\n.B ").skip(1).map(|s| s.lines().next().unwrap().replace("\\-", "-")).collect();
     for d in &documented {
-        assert!(
-            OPTIONS.iter().any(|o| o.name == d),
-            "gsyncd.toml.5 documents unknown option {d}"
-        );
+        assert!(OPTIONS.iter().any(|o| o.name == d), "gsyncd.toml.5 documents unknown option {d}");
     }
     for o in OPTIONS {
-        assert!(
-            documented.iter().any(|d| d == o.name),
-            "gsyncd.toml.5 lacks {}",
-            o.name
-        );
+        assert!(documented.iter().any(|d| d == o.name), "gsyncd.toml.5 lacks {}", o.name);
     }
 }
 
@@ -237,21 +179,9 @@ fn groff_finds_nothing_to_warn_about() {
     if Command::new("groff").arg("--version").output().is_err() {
         panic!("groff is not installed (package groff-base); scripts/test.sh installs it");
     }
-    for page in [
-        "gsyncd.8",
-        "gsyncd-config.8",
-        "gsyncd-changelog.8",
-        "gsyncd.toml.5",
-    ] {
-        let o = Command::new("groff")
-            .args(["-man", "-ww", "-z"])
-            .arg(man(page))
-            .output()
-            .unwrap();
+    for page in ["gsyncd.8", "gsyncd-config.8", "gsyncd-changelog.8", "gsyncd.toml.5"] {
+        let o = Command::new("groff").args(["-man", "-ww", "-z"]).arg(man(page)).output().unwrap();
         let err = String::from_utf8_lossy(&o.stderr);
-        assert!(
-            o.status.success() && err.trim().is_empty(),
-            "groff on {page}:\n{err}"
-        );
+        assert!(o.status.success() && err.trim().is_empty(), "groff on {page}:\n{err}");
     }
 }

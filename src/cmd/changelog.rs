@@ -26,8 +26,9 @@ pub enum ShowError {
 impl HasExit for ShowError {
     fn exit(&self) -> Exit {
         match self {
-            ShowError::Changelog(ChangelogError::Format { .. })
-            | ShowError::Htime(HtimeError::Format { .. }) => Exit::BadInput,
+            ShowError::Changelog(ChangelogError::Format { .. }) | ShowError::Htime(HtimeError::Format { .. }) => {
+                Exit::BadInput
+            }
             _ => Exit::Failure,
         }
     }
@@ -68,15 +69,9 @@ fn json_record(r: &RecordRef<'_>, ts: Option<u64>) -> serde_json::Value {
             serde_json::json!({ "type": "M", "gfid": gfid.to_string(), "op": fop.to_string() })
         }
         RecordRef::Entry { gfid, fop, args } => {
-            let mut v =
-                serde_json::json!({ "type": "E", "gfid": gfid.to_string(), "op": fop.to_string() });
+            let mut v = serde_json::json!({ "type": "E", "gfid": gfid.to_string(), "op": fop.to_string() });
             match args {
-                EntryArgs::New {
-                    mode,
-                    uid,
-                    gid,
-                    entry,
-                } => {
+                EntryArgs::New { mode, uid, gid, entry } => {
                     v["mode"] = (*mode).into();
                     v["uid"] = (*uid).into();
                     v["gid"] = (*gid).into();
@@ -105,18 +100,14 @@ fn json_record(r: &RecordRef<'_>, ts: Option<u64>) -> serde_json::Value {
 
 /// Prints every record of one changelog file.
 fn print_file(path: &Path, json: bool, out: &mut impl Write) -> Result<u64, ShowError> {
-    let ts = path
-        .file_name()
-        .and_then(|n| changelog::name_ts(n.as_bytes()))
-        .map(|(t, _)| t);
+    let ts = path.file_name().and_then(|n| changelog::name_ts(n.as_bytes())).map(|(t, _)| t);
     let mut reader = changelog::Reader::open(path)?;
     let mut line = Vec::with_capacity(256);
     let mut n = 0u64;
     while let Some(r) = reader.next_record()? {
         line.clear();
         if json {
-            serde_json::to_writer(&mut line, &json_record(&r, ts))
-                .map_err(|e| ShowError::Output(e.into()))?;
+            serde_json::to_writer(&mut line, &json_record(&r, ts)).map_err(|e| ShowError::Output(e.into()))?;
             line.push(b'\n');
         } else {
             changelog::processed_line(&r, &mut line);
@@ -164,10 +155,7 @@ fn show(a: &ChangelogShowArgs) -> Result<(), ShowError> {
     }
     out.flush().map_err(ShowError::Output)?;
     match missing.first() {
-        Some(first) => Err(ShowError::Missing {
-            count: missing.len(),
-            first: first.clone(),
-        }),
+        Some(first) => Err(ShowError::Missing { count: missing.len(), first: first.clone() }),
         None => Ok(()),
     }
 }

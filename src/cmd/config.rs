@@ -27,10 +27,8 @@ fn print_notices(notices: &[String]) {
 
 /// Looks a name up for `set`/`reset`, or fails with exit 2.
 fn find(name: &str) -> Result<Lookup, ConfigError> {
-    schema::lookup(name).ok_or_else(|| ConfigError::UnknownOption {
-        name: name.to_owned(),
-        suggestions: schema::suggestions(name),
-    })
+    schema::lookup(name)
+        .ok_or_else(|| ConfigError::UnknownOption { name: name.to_owned(), suggestions: schema::suggestions(name) })
 }
 
 fn get(config_dir: &Path, a: &ConfigGetArgs) -> anyhow::Result<()> {
@@ -55,10 +53,7 @@ fn get(config_dir: &Path, a: &ConfigGetArgs) -> anyhow::Result<()> {
     let mut out = out.lock();
     let rows: Vec<&'static OptionSpec> = match wanted {
         Some(s) => vec![s],
-        None => OPTIONS
-            .iter()
-            .filter(|o| o.is_live() && (a.show_defaults || cfg.is_set(o)))
-            .collect(),
+        None => OPTIONS.iter().filter(|o| o.is_live() && (a.show_defaults || cfg.is_set(o))).collect(),
     };
     if a.json {
         let mut sorted = rows;
@@ -68,9 +63,7 @@ fn get(config_dir: &Path, a: &ConfigGetArgs) -> anyhow::Result<()> {
             .map(|o| {
                 let default = match config::default_value(o) {
                     Value::Str(s) if o.template => {
-                        Value::Str(crate::config::template::expand(&s, &|v| {
-                            cfg.variable(v, &config::no_extra)
-                        }))
+                        Value::Str(crate::config::template::expand(&s, &|v| cfg.variable(v, &config::no_extra)))
                     }
                     v => v,
                 };
@@ -88,22 +81,14 @@ fn get(config_dir: &Path, a: &ConfigGetArgs) -> anyhow::Result<()> {
         } else {
             serde_json::Value::Array(items)
         };
-        writeln!(
-            out,
-            "{}",
-            serde_json::to_string_pretty(&doc).context("cannot encode JSON")?
-        )
-        .context("cannot write to stdout")?;
+        writeln!(out, "{}", serde_json::to_string_pretty(&doc).context("cannot encode JSON")?)
+            .context("cannot write to stdout")?;
         return Ok(());
     }
     for o in rows {
         let v = cfg.expanded(o, &config::no_extra);
-        if wanted.is_some() {
-            writeln!(out, "{v}")
-        } else {
-            writeln!(out, "{}:{v}", o.name)
-        }
-        .context("cannot write to stdout")?;
+        if wanted.is_some() { writeln!(out, "{v}") } else { writeln!(out, "{}:{v}", o.name) }
+            .context("cannot write to stdout")?;
     }
     Ok(())
 }
@@ -133,10 +118,7 @@ fn set(config_dir: &Path, a: &ConfigSetArgs) -> anyhow::Result<()> {
             None => {
                 return Err(ConfigError::InvalidValue {
                     name: a.name.clone(),
-                    reason: format!(
-                        "{:?} is not a boolean; use true or false (or set sync-method)",
-                        a.value
-                    ),
+                    reason: format!("{:?} is not a boolean; use true or false (or set sync-method)", a.value),
                 }
                 .into());
             }
@@ -144,23 +126,13 @@ fn set(config_dir: &Path, a: &ConfigSetArgs) -> anyhow::Result<()> {
     } else {
         a.value.clone()
     };
-    let new = value::parse_text(spec, &text, Source::CommandLine).map_err(|e| {
-        ConfigError::InvalidValue {
-            name: spec.name.to_owned(),
-            reason: e.0,
-        }
-    })?;
+    let new = value::parse_text(spec, &text, Source::CommandLine)
+        .map_err(|e| ConfigError::InvalidValue { name: spec.name.to_owned(), reason: e.0 })?;
     if l.renamed {
-        eprintln!(
-            "gsyncd: note: {} is an old name of {}; setting {}",
-            a.name, spec.name, spec.name
-        );
+        eprintln!("gsyncd: note: {} is an old name of {}; setting {}", a.name, spec.name, spec.name);
     }
 
-    std::fs::create_dir_all(config_dir).map_err(ConfigError::io(
-        "cannot create config directory",
-        config_dir,
-    ))?;
+    std::fs::create_dir_all(config_dir).map_err(ConfigError::io("cannot create config directory", config_dir))?;
     let _lock = DirLock::acquire(config_dir)?;
     let (mut file, created) = if path.exists() {
         (SessionFile::load(&path)?, false)
@@ -197,21 +169,13 @@ fn reset(config_dir: &Path, a: &ConfigResetArgs) -> anyhow::Result<()> {
         vec![l.spec]
     };
     if !path.exists() {
-        return Err(ConfigError::NoSession {
-            session: a.session.clone(),
-            path,
-        }
-        .into());
+        return Err(ConfigError::NoSession { session: a.session.clone(), path }.into());
     }
     let _lock = DirLock::acquire(config_dir)?;
     let mut file = SessionFile::load(&path)?;
     print_notices(&file.notices);
     let targets = if a.name == "all" {
-        file.entries
-            .iter()
-            .map(|e| e.spec)
-            .filter(|s| s.name != "primary" && s.name != "secondary")
-            .collect()
+        file.entries.iter().map(|e| e.spec).filter(|s| s.name != "primary" && s.name != "secondary").collect()
     } else {
         targets
     };
@@ -227,33 +191,15 @@ fn reset(config_dir: &Path, a: &ConfigResetArgs) -> anyhow::Result<()> {
 
 fn import_cmd(config_dir: &Path, a: &ConfigImportArgs) -> anyhow::Result<()> {
     let path = config::session_path(config_dir, &a.session)?;
-    std::fs::create_dir_all(config_dir).map_err(ConfigError::io(
-        "cannot create config directory",
-        config_dir,
-    ))?;
+    std::fs::create_dir_all(config_dir).map_err(ConfigError::io("cannot create config directory", config_dir))?;
     let _lock = DirLock::acquire(config_dir)?;
     if path.exists() && !a.force {
-        anyhow::bail!(
-            "{} already exists; use --force to replace it",
-            path.display()
-        );
+        anyhow::bail!("{} already exists; use --force to replace it", path.display());
     }
-    let imported = import::import(
-        &a.file,
-        path.clone(),
-        &a.session,
-        a.primary.as_deref(),
-        a.secondary.as_deref(),
-    )?;
+    let imported = import::import(&a.file, path.clone(), &a.session, a.primary.as_deref(), a.secondary.as_deref())?;
     let out = std::io::stdout();
     let mut out = out.lock();
-    writeln!(
-        out,
-        "import of {} into session {}:",
-        a.file.display(),
-        a.session
-    )
-    .context("cannot write to stdout")?;
+    writeln!(out, "import of {} into session {}:", a.file.display(), a.session).context("cannot write to stdout")?;
     for o in &imported.outcomes {
         writeln!(out, "  {o}").context("cannot write to stdout")?;
     }

@@ -8,10 +8,7 @@ use crate::exit::{Exit, HasExit};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("unknown option {name:?}{}", did_you_mean(.suggestions))]
-    UnknownOption {
-        name: String,
-        suggestions: Vec<&'static str>,
-    },
+    UnknownOption { name: String, suggestions: Vec<&'static str> },
 
     #[error("invalid value for {name}: {reason}")]
     InvalidValue { name: String, reason: String },
@@ -20,52 +17,22 @@ pub enum ConfigError {
     NotConfigurable { name: String, reason: String },
 
     #[error("{}:{line}:{column}: {message}", .path.display())]
-    Syntax {
-        path: PathBuf,
-        line: usize,
-        column: usize,
-        message: String,
-    },
+    Syntax { path: PathBuf, line: usize, column: usize, message: String },
 
     #[error("{}:{line}: unknown option {key:?}{}", .path.display(), did_you_mean(.suggestions))]
-    UnknownKey {
-        path: PathBuf,
-        line: usize,
-        key: String,
-        suggestions: Vec<&'static str>,
-    },
+    UnknownKey { path: PathBuf, line: usize, key: String, suggestions: Vec<&'static str> },
 
     #[error("{}:{line}: invalid value for {key}: {reason}", .path.display())]
-    BadValueInFile {
-        path: PathBuf,
-        line: usize,
-        key: String,
-        reason: String,
-    },
+    BadValueInFile { path: PathBuf, line: usize, key: String, reason: String },
 
     #[error("{}:{line}: {key} sets option {option}, which line {first_line} already sets", .path.display())]
-    DuplicateKey {
-        path: PathBuf,
-        line: usize,
-        key: String,
-        option: &'static str,
-        first_line: usize,
-    },
+    DuplicateKey { path: PathBuf, line: usize, key: String, option: &'static str, first_line: usize },
 
     #[error("{}:{line}: option {key} is not configurable; remove the line (gsyncd uses {default})", .path.display())]
-    FixedInFile {
-        path: PathBuf,
-        line: usize,
-        key: String,
-        default: &'static str,
-    },
+    FixedInFile { path: PathBuf, line: usize, key: String, default: &'static str },
 
     #[error("{}:{line}: {key} is a table; session files hold only `name = value` lines", .path.display())]
-    NotAValue {
-        path: PathBuf,
-        line: usize,
-        key: String,
-    },
+    NotAValue { path: PathBuf, line: usize, key: String },
 
     #[error("no session {session:?}: {} does not exist (create it with `gsyncd config set {session} primary VOLUME` or `gsyncd config import`)", .path.display())]
     NoSession { session: String, path: PathBuf },
@@ -98,9 +65,7 @@ impl HasExit for ConfigError {
         match self {
             ConfigError::UnknownOption { .. } => Exit::UnknownOption,
             ConfigError::InvalidValue { .. } => Exit::InvalidValue,
-            ConfigError::NotConfigurable { .. } | ConfigError::FixedInFile { .. } => {
-                Exit::NotConfigurable
-            }
+            ConfigError::NotConfigurable { .. } | ConfigError::FixedInFile { .. } => Exit::NotConfigurable,
             ConfigError::Syntax { .. }
             | ConfigError::UnknownKey { .. }
             | ConfigError::BadValueInFile { .. }
@@ -115,10 +80,7 @@ impl HasExit for ConfigError {
 }
 
 impl ConfigError {
-    pub(crate) fn io(
-        op: &'static str,
-        path: impl Into<PathBuf>,
-    ) -> impl FnOnce(std::io::Error) -> ConfigError {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> ConfigError {
         let path = path.into();
         move |source| ConfigError::Io { op, path, source }
     }

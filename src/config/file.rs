@@ -47,18 +47,13 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 fn convert(lookup: Lookup, item: &toml_edit::Value) -> Result<Value, String> {
     if lookup.use_tarssh {
         return match item {
-            toml_edit::Value::Boolean(b) => Ok(Value::Str(
-                if *b.value() { "tarssh" } else { "rsync" }.to_owned(),
-            )),
+            toml_edit::Value::Boolean(b) => Ok(Value::Str(if *b.value() { "tarssh" } else { "rsync" }.to_owned())),
             toml_edit::Value::String(s) => {
                 let t = value::parse_bool(s.value())
                     .ok_or_else(|| format!("use-tarssh takes a boolean, not {:?}", s.value()))?;
                 Ok(Value::Str(if t { "tarssh" } else { "rsync" }.to_owned()))
             }
-            other => Err(format!(
-                "use-tarssh takes a boolean, not {}",
-                other.type_name()
-            )),
+            other => Err(format!("use-tarssh takes a boolean, not {}", other.type_name())),
         };
     }
     value::from_toml(lookup.spec, item).map_err(|e| e.0)
@@ -71,12 +66,7 @@ impl SessionFile {
         doc.decor_mut().set_prefix(format!(
             "# gsyncd session {session:?}. Options: gsyncd.toml(5); edit with `gsyncd config set`.\n\n"
         ));
-        SessionFile {
-            path,
-            doc,
-            entries: Vec::new(),
-            notices: Vec::new(),
-        }
+        SessionFile { path, doc, entries: Vec::new(), notices: Vec::new() }
     }
 
     /// Reads and checks a session file.
@@ -88,16 +78,8 @@ impl SessionFile {
     /// Checks the contents of a session file.
     pub fn parse(path: &Path, bytes: Vec<u8>) -> Result<SessionFile, ConfigError> {
         let text = String::from_utf8(bytes).map_err(|e| {
-            let (line, column) = line_col(
-                &String::from_utf8_lossy(e.as_bytes()),
-                e.utf8_error().valid_up_to(),
-            );
-            ConfigError::Syntax {
-                path: path.to_owned(),
-                line,
-                column,
-                message: "the file is not valid UTF-8".into(),
-            }
+            let (line, column) = line_col(&String::from_utf8_lossy(e.as_bytes()), e.utf8_error().valid_up_to());
+            ConfigError::Syntax { path: path.to_owned(), line, column, message: "the file is not valid UTF-8".into() }
         })?;
         let parsed = toml_edit::Document::parse(text.as_str()).map_err(|e| {
             let (line, column) = e.span().map(|s| line_col(&text, s.start)).unwrap_or((1, 1));
@@ -119,11 +101,7 @@ impl SessionFile {
                 .map(|s| line_col(&text, s.start).0)
                 .unwrap_or(0);
             let Some(v) = item.as_value() else {
-                return Err(ConfigError::NotAValue {
-                    path: path.to_owned(),
-                    line,
-                    key: key.to_owned(),
-                });
+                return Err(ConfigError::NotAValue { path: path.to_owned(), line, key: key.to_owned() });
             };
             let Some(lookup) = schema::lookup(key) else {
                 return Err(ConfigError::UnknownKey {
@@ -157,49 +135,25 @@ impl SessionFile {
                 });
             }
             if let Some(reason) = lookup.spec.dead {
-                notices.push(format!(
-                    "{}:{line}: option {key} has no effect: {reason}",
-                    path.display()
-                ));
+                notices.push(format!("{}:{line}: option {key} has no effect: {reason}", path.display()));
             } else if lookup.renamed {
-                notices.push(format!(
-                    "{}:{line}: {key} is an old name of {}",
-                    path.display(),
-                    lookup.spec.name
-                ));
+                notices.push(format!("{}:{line}: {key} is an old name of {}", path.display(), lookup.spec.name));
             }
-            entries.push(Entry {
-                key: key.to_owned(),
-                spec: lookup.spec,
-                value,
-                line,
-            });
+            entries.push(Entry { key: key.to_owned(), spec: lookup.spec, value, line });
         }
-        Ok(SessionFile {
-            path: path.to_owned(),
-            doc: parsed.into_mut(),
-            entries,
-            notices,
-        })
+        Ok(SessionFile { path: path.to_owned(), doc: parsed.into_mut(), entries, notices })
     }
 
     /// The value set for an option, if any.
     pub fn get(&self, spec: &OptionSpec) -> Option<&Value> {
-        self.entries
-            .iter()
-            .find(|e| std::ptr::eq(e.spec, spec))
-            .map(|e| &e.value)
+        self.entries.iter().find(|e| std::ptr::eq(e.spec, spec)).map(|e| &e.value)
     }
 
     /// Sets an option. A key in another spelling is renamed to the canonical
     /// name in place; a value's trailing comment is kept.
     pub fn set(&mut self, spec: &'static OptionSpec, value: Value) {
         let table = self.doc.as_table_mut();
-        let existing = self
-            .entries
-            .iter()
-            .find(|e| std::ptr::eq(e.spec, spec))
-            .map(|e| e.key.clone());
+        let existing = self.entries.iter().find(|e| std::ptr::eq(e.spec, spec)).map(|e| e.key.clone());
         let mut new_value = value.to_toml();
         match existing {
             Some(key) => {
@@ -225,24 +179,14 @@ impl SessionFile {
             }
         }
         self.entries.retain(|e| !std::ptr::eq(e.spec, spec));
-        self.entries.push(Entry {
-            key: spec.name.to_owned(),
-            spec,
-            value,
-            line: 0,
-        });
+        self.entries.push(Entry { key: spec.name.to_owned(), spec, value, line: 0 });
     }
 
     /// Removes an option (in whatever spelling). Returns whether it was set.
     /// Comments directly above it go with it; a comment block separated from
     /// it by a blank line (a file header) stays.
     pub fn reset(&mut self, spec: &OptionSpec) -> bool {
-        let Some(key) = self
-            .entries
-            .iter()
-            .find(|e| std::ptr::eq(e.spec, spec))
-            .map(|e| e.key.clone())
-        else {
+        let Some(key) = self.entries.iter().find(|e| std::ptr::eq(e.spec, spec)).map(|e| e.key.clone()) else {
             return false;
         };
         remove_keeping_paragraphs(&mut self.doc, &key);
@@ -265,18 +209,10 @@ impl SessionFile {
 
 /// Writes `path` atomically with the contents `data`.
 pub fn write_atomically(path: &Path, data: &[u8]) -> Result<(), ConfigError> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
-    let mode = fs::metadata(path)
-        .map(|m| m.permissions().mode() & 0o7777)
-        .unwrap_or(0o644);
+    let mode = fs::metadata(path).map(|m| m.permissions().mode() & 0o7777).unwrap_or(0o644);
     let result = (|| {
         let mut f = OpenOptions::new()
             .write(true)
@@ -285,17 +221,11 @@ pub fn write_atomically(path: &Path, data: &[u8]) -> Result<(), ConfigError> {
             .mode(mode)
             .open(&tmp)
             .map_err(ConfigError::io("cannot create temporary file", &tmp))?;
-        f.set_permissions(fs::Permissions::from_mode(mode))
-            .map_err(ConfigError::io("cannot set permissions", &tmp))?;
-        f.write_all(data)
-            .map_err(ConfigError::io("cannot write", &tmp))?;
-        f.sync_all()
-            .map_err(ConfigError::io("cannot fsync", &tmp))?;
-        fs::rename(&tmp, path)
-            .map_err(ConfigError::io("cannot rename temporary file over", path))?;
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(ConfigError::io("cannot fsync directory", dir))
+        f.set_permissions(fs::Permissions::from_mode(mode)).map_err(ConfigError::io("cannot set permissions", &tmp))?;
+        f.write_all(data).map_err(ConfigError::io("cannot write", &tmp))?;
+        f.sync_all().map_err(ConfigError::io("cannot fsync", &tmp))?;
+        fs::rename(&tmp, path).map_err(ConfigError::io("cannot rename temporary file over", path))?;
+        File::open(dir).and_then(|d| d.sync_all()).map_err(ConfigError::io("cannot fsync directory", dir))
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
@@ -333,12 +263,7 @@ fn remove_keeping_paragraphs(doc: &mut DocumentMut, key: &str) {
     let Some((removed, _)) = table.remove_entry(key) else {
         return;
     };
-    let prefix = removed
-        .leaf_decor()
-        .prefix()
-        .and_then(|p| p.as_str())
-        .unwrap_or("")
-        .to_owned();
+    let prefix = removed.leaf_decor().prefix().and_then(|p| p.as_str()).unwrap_or("").to_owned();
     let keep = match prefix.rfind("\n\n") {
         Some(i) => prefix[..i + 2].to_owned(),
         None => String::new(),
@@ -348,12 +273,7 @@ fn remove_keeping_paragraphs(doc: &mut DocumentMut, key: &str) {
     }
     if let Some(next) = keys.get(pos + 1) {
         if let Some(mut k) = table.key_mut(next) {
-            let old = k
-                .leaf_decor()
-                .prefix()
-                .and_then(|p| p.as_str())
-                .unwrap_or("")
-                .to_owned();
+            let old = k.leaf_decor().prefix().and_then(|p| p.as_str()).unwrap_or("").to_owned();
             k.leaf_decor_mut().set_prefix(format!("{keep}{old}"));
         }
     } else {
@@ -386,22 +306,9 @@ mod tests {
     #[test]
     fn reports_bad_value_and_duplicates() {
         let e = parse("sync-jobs = 0\n").unwrap_err();
-        assert!(
-            matches!(e, ConfigError::BadValueInFile { line: 1, .. }),
-            "{e}"
-        );
+        assert!(matches!(e, ConfigError::BadValueInFile { line: 1, .. }), "{e}");
         let e = parse("secondary-timeout = 5\nslave_timeout = 6\n").unwrap_err();
-        assert!(
-            matches!(
-                e,
-                ConfigError::DuplicateKey {
-                    line: 2,
-                    first_line: 1,
-                    ..
-                }
-            ),
-            "{e}"
-        );
+        assert!(matches!(e, ConfigError::DuplicateKey { line: 2, first_line: 1, .. }), "{e}");
         let e = parse("[vars]\nx = 1\n").unwrap_err();
         assert!(matches!(e, ConfigError::NotAValue { .. }), "{e}");
     }
@@ -416,10 +323,8 @@ mod tests {
 
     #[test]
     fn set_keeps_comments_and_renames_legacy_keys() {
-        let mut f = parse(
-            "# header\n\n# timeout for the secondary\nslave-timeout = 10 # short\nsync-jobs = 3\n",
-        )
-        .unwrap();
+        let mut f =
+            parse("# header\n\n# timeout for the secondary\nslave-timeout = 10 # short\nsync-jobs = 3\n").unwrap();
         let spec = schema::spec("secondary-timeout").unwrap();
         f.set(spec, Value::Int(30));
         assert_eq!(
@@ -427,18 +332,12 @@ mod tests {
             "# header\n\n# timeout for the secondary\nsecondary-timeout = 30 # short\nsync-jobs = 3\n"
         );
         f.set(schema::spec("ignore-deletes").unwrap(), Value::Bool(true));
-        assert!(
-            f.render()
-                .ends_with("sync-jobs = 3\nignore-deletes = true\n"),
-            "{}",
-            f.render()
-        );
+        assert!(f.render().ends_with("sync-jobs = 3\nignore-deletes = true\n"), "{}", f.render());
     }
 
     #[test]
     fn reset_keeps_the_header() {
-        let mut f =
-            parse("# header\n\n# about jobs\nsync-jobs = 3\nlog-level = \"DEBUG\"\n").unwrap();
+        let mut f = parse("# header\n\n# about jobs\nsync-jobs = 3\nlog-level = \"DEBUG\"\n").unwrap();
         assert!(f.reset(schema::spec("sync-jobs").unwrap()));
         assert_eq!(f.render(), "# header\n\nlog-level = \"DEBUG\"\n");
         assert!(!f.reset(schema::spec("sync-jobs").unwrap()));
@@ -447,10 +346,7 @@ mod tests {
     #[test]
     fn use_tarssh_maps_to_sync_method() {
         let f = parse("use_tarssh = true\n").unwrap();
-        assert_eq!(
-            f.get(schema::spec("sync-method").unwrap()),
-            Some(&Value::Str("tarssh".into()))
-        );
+        assert_eq!(f.get(schema::spec("sync-method").unwrap()), Some(&Value::Str("tarssh".into())));
         assert_eq!(f.notices.len(), 1);
     }
 
@@ -464,14 +360,7 @@ mod tests {
         f.set(schema::spec("sync-jobs").unwrap(), Value::Int(4));
         f.save().unwrap();
         assert_eq!(fs::read_to_string(&p).unwrap(), "sync-jobs = 4\n");
-        assert_eq!(
-            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
-        assert_eq!(
-            fs::read_dir(dir.path()).unwrap().count(),
-            1,
-            "no temporary file left"
-        );
+        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file left");
     }
 }

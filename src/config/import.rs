@@ -49,13 +49,7 @@ impl fmt::Display for Outcome {
         match self {
             Outcome::Kept { name, value } => write!(f, "kept      {name} = {value}"),
             Outcome::Renamed { from, to, value } => write!(f, "renamed   {from} -> {to} = {value}"),
-            Outcome::Converted {
-                from,
-                to,
-                old,
-                new,
-                why,
-            } => {
+            Outcome::Converted { from, to, old, new, why } => {
                 write!(f, "converted {from} = {old} -> {to} = {new} ({why})")
             }
             Outcome::Dropped { name, why } => write!(f, "dropped   {name}: {why}"),
@@ -76,9 +70,7 @@ pub struct Import {
 
 impl Import {
     pub fn refused(&self) -> impl Iterator<Item = &Outcome> {
-        self.outcomes
-            .iter()
-            .filter(|o| matches!(o, Outcome::Refused { .. }))
+        self.outcomes.iter().filter(|o| matches!(o, Outcome::Refused { .. }))
     }
 }
 
@@ -103,9 +95,7 @@ fn parse_ini(path: &Path, text: &str) -> Result<Vec<IniEntry>, ConfigError> {
             continue;
         }
         if raw.starts_with([' ', '\t'])
-            && let Some(last) = out
-                .last_mut()
-                .filter(|e| Some(&e.section) == section.as_ref())
+            && let Some(last) = out.last_mut().filter(|e| Some(&e.section) == section.as_ref())
         {
             last.value.push('\n');
             last.value.push_str(trimmed);
@@ -125,12 +115,10 @@ fn parse_ini(path: &Path, text: &str) -> Result<Vec<IniEntry>, ConfigError> {
                 reason: format!("line {line}: `{trimmed}` comes before any [section]"),
             });
         };
-        let split = trimmed
-            .find(['=', ':'])
-            .ok_or_else(|| ConfigError::Import {
-                path: path.to_owned(),
-                reason: format!("line {line}: expected `key = value`, found {trimmed:?}"),
-            })?;
+        let split = trimmed.find(['=', ':']).ok_or_else(|| ConfigError::Import {
+            path: path.to_owned(),
+            reason: format!("line {line}: expected `key = value`, found {trimmed:?}"),
+        })?;
         out.push(IniEntry {
             section: sec.clone(),
             key: trimmed[..split].trim().to_owned(),
@@ -183,67 +171,47 @@ pub fn import(
     let peers = entries
         .iter()
         .map(|e| e.section.as_str())
-        .chain(
-            text.lines()
-                .filter_map(|l| l.trim().strip_prefix('[')?.strip_suffix(']')),
-        )
+        .chain(text.lines().filter_map(|l| l.trim().strip_prefix('[')?.strip_suffix(']')))
         .find_map(|s| {
             let mut w = s.split_whitespace();
-            (w.next() == Some("peers"))
-                .then(|| (w.next().map(str::to_owned), w.next().map(str::to_owned)))
+            (w.next() == Some("peers")).then(|| (w.next().map(str::to_owned), w.next().map(str::to_owned)))
         });
-    let dir_name = source
-        .parent()
-        .and_then(Path::file_name)
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let dir_name =
+        source.parent().and_then(Path::file_name).map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let dir_parts: Vec<&str> = dir_name.split('_').collect();
     let (inferred_p, inferred_s) = match (&peers, dir_parts.as_slice()) {
         (Some((p, s)), _) => (
             p.as_deref().map(|p| p.trim_start_matches(':').to_owned()),
-            s.as_deref()
-                .and_then(parse_peer_secondary)
-                .map(|u| u.to_string()),
+            s.as_deref().and_then(parse_peer_secondary).map(|u| u.to_string()),
         ),
         (None, [p, h, v]) if !p.is_empty() && !h.is_empty() && !v.is_empty() => {
             (Some((*p).to_owned()), Some(format!("{h}::{v}")))
         }
         _ => (None, None),
     };
-    for (name, given, inferred) in [
-        ("primary", primary.map(str::to_owned), inferred_p),
-        ("secondary", secondary.map(str::to_owned), inferred_s),
-    ] {
+    for (name, given, inferred) in
+        [("primary", primary.map(str::to_owned), inferred_p), ("secondary", secondary.map(str::to_owned), inferred_s)]
+    {
         let Some(spec) = schema::spec(name) else {
             continue;
         };
         let from_cli = given.is_some();
         match given.or(inferred) {
             Some(v) => {
-                let value = value::parse_text(spec, &v, Source::CommandLine).map_err(|e| {
-                    ConfigError::InvalidValue {
-                        name: name.to_owned(),
-                        reason: e.0,
-                    }
-                })?;
+                let value = value::parse_text(spec, &v, Source::CommandLine)
+                    .map_err(|e| ConfigError::InvalidValue { name: name.to_owned(), reason: e.0 })?;
                 file.set(spec, value);
                 outcomes.push(Outcome::Kept {
                     name: name.to_owned(),
                     value: format!(
                         "{v} ({})",
-                        if from_cli {
-                            "from the command line"
-                        } else {
-                            "from the file's location"
-                        }
+                        if from_cli { "from the command line" } else { "from the file's location" }
                     ),
                 });
             }
             None => outcomes.push(Outcome::Dropped {
                 name: name.to_owned(),
-                why: format!(
-                    "not found in the file; set it with `gsyncd config set {session} {name} ...`"
-                ),
+                why: format!("not found in the file; set it with `gsyncd config set {session} {name} ...`"),
             }),
         }
     }
@@ -264,10 +232,7 @@ pub fn import(
         };
         let spec = lookup.spec;
         if let Some(reason) = spec.dead {
-            outcomes.push(Outcome::Dropped {
-                name: e.key.clone(),
-                why: format!("no effect: {reason}"),
-            });
+            outcomes.push(Outcome::Dropped { name: e.key.clone(), why: format!("no effect: {reason}") });
             continue;
         }
         if !spec.configurable {
@@ -281,19 +246,12 @@ pub fn import(
             continue;
         }
         let (text_value, conversion) = if lookup.use_tarssh {
-            let m = if reference_bool(&e.value) {
-                "tarssh"
-            } else {
-                "rsync"
-            };
-            (
-                m.to_owned(),
-                Some("use-tarssh was replaced by sync-method".to_owned()),
-            )
+            let m = if reference_bool(&e.value) { "tarssh" } else { "rsync" };
+            (m.to_owned(), Some("use-tarssh was replaced by sync-method".to_owned()))
         } else if spec.kind == Kind::Bool {
             let b = reference_bool(&e.value);
-            let why = (value::parse_bool(&e.value) != Some(b))
-                .then(|| format!("the reference read {:?} as {b}", e.value));
+            let why =
+                (value::parse_bool(&e.value) != Some(b)).then(|| format!("the reference read {:?} as {b}", e.value));
             (b.to_string(), why)
         } else {
             (e.value.clone(), None)
@@ -303,29 +261,16 @@ pub fn import(
                 file.set(spec, v.clone());
                 let shown = v.to_string();
                 outcomes.push(match conversion {
-                    Some(why) => Outcome::Converted {
-                        from: e.key.clone(),
-                        to: spec.name,
-                        old: e.value.clone(),
-                        new: shown,
-                        why,
-                    },
-                    None if schema::normalize(&e.key) != spec.name => Outcome::Renamed {
-                        from: e.key.clone(),
-                        to: spec.name,
-                        value: shown,
-                    },
-                    None => Outcome::Kept {
-                        name: spec.name.to_owned(),
-                        value: shown,
-                    },
+                    Some(why) => {
+                        Outcome::Converted { from: e.key.clone(), to: spec.name, old: e.value.clone(), new: shown, why }
+                    }
+                    None if schema::normalize(&e.key) != spec.name => {
+                        Outcome::Renamed { from: e.key.clone(), to: spec.name, value: shown }
+                    }
+                    None => Outcome::Kept { name: spec.name.to_owned(), value: shown },
                 });
             }
-            Err(err) => outcomes.push(Outcome::Refused {
-                name: e.key.clone(),
-                line: e.line,
-                why: err.0,
-            }),
+            Err(err) => outcomes.push(Outcome::Refused { name: e.key.clone(), line: e.line, why: err.0 }),
         }
     }
     Ok(Import { file, outcomes })
@@ -359,20 +304,11 @@ mod tests {
         assert!(out.contains("ignore-deletes = false"), "{out}");
         assert!(out.contains("sync-method = \"tarssh\""), "{out}");
         assert!(out.contains("stime-xattr-prefix"), "{out}");
-        assert!(
-            !out.contains("pid-file") && !out.contains("log-file"),
-            "{out}"
-        );
+        assert!(!out.contains("pid-file") && !out.contains("log-file"), "{out}");
         let report: Vec<String> = i.outcomes.iter().map(ToString::to_string).collect();
         let report = report.join("\n");
-        assert!(
-            report.contains("renamed   slave-timeout -> secondary-timeout"),
-            "{report}"
-        );
-        assert!(
-            report.contains("the reference read \"yes\" as false"),
-            "{report}"
-        );
+        assert!(report.contains("renamed   slave-timeout -> secondary-timeout"), "{report}");
+        assert!(report.contains("the reference read \"yes\" as false"), "{report}");
         assert!(report.contains("dropped   log-file"), "{report}");
         assert!(report.contains("dropped   pid-file"), "{report}");
         assert_eq!(i.refused().count(), 0);

@@ -23,22 +23,14 @@ pub const DEFAULT_CONFIG_DIR: &str = "/etc/gsyncd";
 /// Session names become file names, systemd instance names and path
 /// components, so they are restricted.
 pub fn check_session_name(name: &str) -> Result<(), ConfigError> {
-    let bad = |reason| {
-        Err(ConfigError::BadSessionName {
-            name: name.to_owned(),
-            reason,
-        })
-    };
+    let bad = |reason| Err(ConfigError::BadSessionName { name: name.to_owned(), reason });
     if name.is_empty() || name.len() > 64 {
         return bad("it must be 1 to 64 bytes long");
     }
     if !name.as_bytes()[0].is_ascii_alphanumeric() {
         return bad("it must start with a letter or digit");
     }
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
-    {
+    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.') {
         return bad("it may hold only letters, digits, '-', '_' and '.'");
     }
     Ok(())
@@ -59,8 +51,7 @@ pub struct DirLock(#[allow(dead_code)] File);
 impl DirLock {
     pub fn acquire(dir: &Path) -> Result<DirLock, ConfigError> {
         let f = File::open(dir).map_err(ConfigError::io("cannot open config directory", dir))?;
-        f.lock()
-            .map_err(ConfigError::io("cannot lock config directory", dir))?;
+        f.lock().map_err(ConfigError::io("cannot lock config directory", dir))?;
         Ok(DirLock(f))
     }
 }
@@ -77,23 +68,14 @@ impl Config {
     pub fn load(config_dir: &Path, session: &str) -> Result<Config, ConfigError> {
         let path = session_path(config_dir, session)?;
         if !path.exists() {
-            return Err(ConfigError::NoSession {
-                session: session.to_owned(),
-                path,
-            });
+            return Err(ConfigError::NoSession { session: session.to_owned(), path });
         }
-        Ok(Config {
-            session: session.to_owned(),
-            file: SessionFile::load(&path)?,
-        })
+        Ok(Config { session: session.to_owned(), file: SessionFile::load(&path)? })
     }
 
     /// The effective raw value (before template expansion) of an option.
     pub fn raw(&self, spec: &OptionSpec) -> Value {
-        self.file
-            .get(spec)
-            .cloned()
-            .unwrap_or_else(|| default_value(spec))
+        self.file.get(spec).cloned().unwrap_or_else(|| default_value(spec))
     }
 
     /// Whether the session file sets the option.
@@ -123,9 +105,7 @@ impl Config {
     /// role variables such as `local_id`; unknown ones stay as written.
     pub fn expanded(&self, spec: &OptionSpec, extra: &dyn Fn(&str) -> Option<String>) -> Value {
         match self.raw(spec) {
-            Value::Str(s) if spec.template => {
-                Value::Str(template::expand(&s, &|v| self.variable(v, extra)))
-            }
+            Value::Str(s) if spec.template => Value::Str(template::expand(&s, &|v| self.variable(v, extra))),
             v => v,
         }
     }
@@ -143,8 +123,7 @@ impl Config {
 /// An option's default as a typed value. Defaults are checked by a unit test,
 /// so the string fallback is only reached by a broken schema.
 pub fn default_value(spec: &OptionSpec) -> Value {
-    value::parse_text(spec, spec.default, value::Source::File)
-        .unwrap_or_else(|_| Value::Str(spec.default.to_owned()))
+    value::parse_text(spec, spec.default, value::Source::File).unwrap_or_else(|_| Value::Str(spec.default.to_owned()))
 }
 
 /// No role variables.
@@ -160,12 +139,7 @@ mod tests {
     fn every_default_is_valid() {
         for o in OPTIONS {
             let parsed = value::parse_text(o, o.default, value::Source::File);
-            assert!(
-                parsed.is_ok(),
-                "default of {} invalid: {:?}",
-                o.name,
-                parsed
-            );
+            assert!(parsed.is_ok(), "default of {} invalid: {:?}", o.name, parsed);
         }
     }
 
@@ -182,35 +156,18 @@ mod tests {
     fn templates_expand_from_identity_and_options() {
         let f = SessionFile::parse(
             Path::new("/x/demo.toml"),
-            b"primary = \"pv\"\nsecondary = \"geo@h2::sv\"\nrun-dir = \"/srv/run/${primary}\"\n"
-                .to_vec(),
+            b"primary = \"pv\"\nsecondary = \"geo@h2::sv\"\nrun-dir = \"/srv/run/${primary}\"\n".to_vec(),
         )
         .unwrap();
-        let c = Config {
-            session: "demo".into(),
-            file: f,
-        };
+        let c = Config { session: "demo".into(), file: f };
         let pid = c.expanded(schema::spec("pid-file").unwrap(), &no_extra);
         assert_eq!(pid, Value::Str("/srv/run/pv/monitor.pid".into()));
         let state = c.expanded(schema::spec("state-file").unwrap(), &no_extra);
-        assert_eq!(
-            state,
-            Value::Str("/var/lib/gsyncd/demo/monitor.status".into())
-        );
-        let log = c.expanded(schema::spec("gluster-log-file").unwrap(), &|v| {
-            (v == "local_id").then(|| "bricks-b1".into())
-        });
-        assert_eq!(
-            log,
-            Value::Str("/var/log/glusterfs/geo-replication/demo/mnt-bricks-b1.log".into())
-        );
-        assert_eq!(
-            c.variable("secondaryuser", &no_extra).as_deref(),
-            Some("geo")
-        );
-        assert_eq!(
-            c.variable("primary_secondary_host", &no_extra).as_deref(),
-            Some("h2")
-        );
+        assert_eq!(state, Value::Str("/var/lib/gsyncd/demo/monitor.status".into()));
+        let log =
+            c.expanded(schema::spec("gluster-log-file").unwrap(), &|v| (v == "local_id").then(|| "bricks-b1".into()));
+        assert_eq!(log, Value::Str("/var/log/glusterfs/geo-replication/demo/mnt-bricks-b1.log".into()));
+        assert_eq!(c.variable("secondaryuser", &no_extra).as_deref(), Some("geo"));
+        assert_eq!(c.variable("primary_secondary_host", &no_extra).as_deref(), Some("h2"));
     }
 }

@@ -70,12 +70,7 @@ pub struct OptionSpec {
 const LOG_LEVELS: &[&str] = &["ERROR", "WARNING", "INFO", "DEBUG", "TRACE"];
 
 /// Builder helpers keep the table below readable.
-const fn opt(
-    name: &'static str,
-    kind: Kind,
-    default: &'static str,
-    help: &'static str,
-) -> OptionSpec {
+const fn opt(name: &'static str, kind: Kind, default: &'static str, help: &'static str) -> OptionSpec {
     OptionSpec {
         name,
         kind,
@@ -125,8 +120,7 @@ const DEAD_VOLINFO: &str = "read only by the reference's VolinfoFromGconf, which
      gsyncd asks gluster for the topology";
 const DEAD_LOGFILE: &str = "gsyncd logs to the journal (journalctl -u gsyncd@SESSION) or to stderr";
 const DEAD_LIBGFCHANGELOG: &str = "gsyncd parses changelogs itself and does not use libgfchangelog";
-const DEAD_SHIM: &str =
-    "glusterd passes it through a no-op shim of the reference; nothing reads it";
+const DEAD_SHIM: &str = "glusterd passes it through a no-op shim of the reference; nothing reads it";
 
 /// Every option, in the order the man page lists them: session identity and
 /// paths, then the reference template's order.
@@ -289,10 +283,7 @@ pub const EXTRA_VARIABLES: &[(&str, &str)] = &[
     ("local_node_id", "local node UUID"),
     ("primary_node", "primary node name (secondary side)"),
     ("primary_brick", "primary brick path (secondary side)"),
-    (
-        "primary_brick_id",
-        "escaped primary brick path (secondary side)",
-    ),
+    ("primary_brick_id", "escaped primary brick path (secondary side)"),
 ];
 
 /// The result of looking a name up: the option, and whether the name was a
@@ -315,20 +306,13 @@ pub fn normalize(name: &str) -> String {
 pub fn lookup(name: &str) -> Option<Lookup> {
     let n = normalize(name);
     if let Some(spec) = OPTIONS.iter().find(|o| o.name == n) {
-        return Some(Lookup {
-            spec,
-            use_tarssh: false,
-            renamed: false,
-        });
+        return Some(Lookup { spec, use_tarssh: false, renamed: false });
     }
-    OPTIONS
-        .iter()
-        .find(|o| o.legacy.contains(&n.as_str()))
-        .map(|spec| Lookup {
-            spec,
-            use_tarssh: n == "use-tarssh",
-            renamed: true,
-        })
+    OPTIONS.iter().find(|o| o.legacy.contains(&n.as_str())).map(|spec| Lookup {
+        spec,
+        use_tarssh: n == "use-tarssh",
+        renamed: true,
+    })
 }
 
 /// Finds an option by canonical name only. The table is static, so callers
@@ -466,18 +450,9 @@ mod tests {
 
     #[test]
     fn legacy_names_map() {
-        assert_eq!(
-            lookup("slave-timeout").map(|l| l.spec.name),
-            Some("secondary-timeout")
-        );
-        assert_eq!(
-            lookup("timeout").map(|l| l.spec.name),
-            Some("secondary-timeout")
-        );
-        assert_eq!(
-            lookup("master_distribution_count").map(|l| l.spec.name),
-            Some("primary-distribution-count")
-        );
+        assert_eq!(lookup("slave-timeout").map(|l| l.spec.name), Some("secondary-timeout"));
+        assert_eq!(lookup("timeout").map(|l| l.spec.name), Some("secondary-timeout"));
+        assert_eq!(lookup("master_distribution_count").map(|l| l.spec.name), Some("primary-distribution-count"));
         let t = lookup("use_tarssh");
         assert!(t.is_some_and(|l| l.use_tarssh && l.spec.name == "sync-method"));
         assert!(lookup("sync_jobs").is_some_and(|l| !l.renamed));

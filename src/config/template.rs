@@ -49,9 +49,7 @@ fn pieces(s: &str) -> Vec<Piece<'_>> {
 /// Whether `name` is a template variable gsyncd knows.
 pub fn is_known_variable(name: &str) -> bool {
     EXTRA_VARIABLES.iter().any(|(v, _)| *v == name)
-        || OPTIONS
-            .iter()
-            .any(|o| o.is_live() && o.name.replace('-', "_") == name)
+        || OPTIONS.iter().any(|o| o.is_live() && o.name.replace('-', "_") == name)
 }
 
 /// Refuses a template that names an unknown variable.
@@ -63,11 +61,7 @@ pub fn check_variables(s: &str) -> Result<(), String> {
             return Err(format!(
                 "unknown template variable ${{{v}}}; variables are option names with '_' for '-' \
                  (such as ${{state_dir}}) and {}",
-                EXTRA_VARIABLES
-                    .iter()
-                    .map(|(n, _)| format!("${{{n}}}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                EXTRA_VARIABLES.iter().map(|(n, _)| format!("${{{n}}}")).collect::<Vec<_>>().join(", ")
             ));
         }
     }
@@ -89,9 +83,7 @@ fn expand_depth(s: &str, lookup: &dyn Fn(&str) -> Option<String>, depth: usize) 
         match p {
             Piece::Text(t) => out.push_str(t),
             Piece::Var(v) => match lookup(v) {
-                Some(raw) if depth < MAX_DEPTH => {
-                    out.push_str(&expand_depth(&raw, lookup, depth + 1))
-                }
+                Some(raw) if depth < MAX_DEPTH => out.push_str(&expand_depth(&raw, lookup, depth + 1)),
                 _ => {
                     out.push_str("${");
                     out.push_str(v);
@@ -125,15 +117,9 @@ mod tests {
 
     #[test]
     fn expands_recursively_and_keeps_unknowns() {
-        assert_eq!(
-            expand("${run_dir}/monitor.pid", &vars),
-            "/run/gsyncd/demo/monitor.pid"
-        );
+        assert_eq!(expand("${run_dir}/monitor.pid", &vars), "/run/gsyncd/demo/monitor.pid");
         assert_eq!(expand("x-${local_id}.log", &vars), "x-${local_id}.log");
-        assert_eq!(
-            expand("$$5 and $x and ${unterminated", &vars),
-            "$5 and $x and ${unterminated"
-        );
+        assert_eq!(expand("$$5 and $x and ${unterminated", &vars), "$5 and $x and ${unterminated");
     }
 
     #[test]

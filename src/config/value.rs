@@ -103,17 +103,16 @@ pub fn parse_text(spec: &OptionSpec, text: &str, source: Source) -> Result<Value
     let value = match spec.kind {
         Kind::Str => Value::Str(text.to_owned()),
         Kind::Bool => Value::Bool(
-            parse_bool(text)
-                .ok_or_else(|| invalid(format!("{text:?} is not a boolean; use true or false")))?,
+            parse_bool(text).ok_or_else(|| invalid(format!("{text:?} is not a boolean; use true or false")))?,
         ),
         Kind::Int => {
             let t = text.trim();
             if spec.validation == Validation::UnixTime && t.eq_ignore_ascii_case("now") {
                 Value::Int(now_secs())
             } else {
-                Value::Int(t.parse::<i64>().map_err(|_| {
-                    invalid(format!("{text:?} is not an integer{}", range_hint(spec)))
-                })?)
+                Value::Int(
+                    t.parse::<i64>().map_err(|_| invalid(format!("{text:?} is not an integer{}", range_hint(spec))))?,
+                )
             }
         }
     };
@@ -146,10 +145,7 @@ fn range_hint(spec: &OptionSpec) -> String {
 }
 
 fn now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)).unwrap_or(0)
 }
 
 /// Checks a typed value against the option's validation and returns it in
@@ -177,16 +173,8 @@ pub fn validate(spec: &OptionSpec, value: Value, source: Source) -> Result<Value
             .find(|c| c.eq_ignore_ascii_case(s.trim()))
             .map(|c| Value::Str((*c).to_owned()))
             .ok_or_else(|| {
-                let list: Vec<String> = choices
-                    .iter()
-                    .map(|c| {
-                        if c.is_empty() {
-                            "\"\"".to_owned()
-                        } else {
-                            (*c).to_owned()
-                        }
-                    })
-                    .collect();
+                let list: Vec<String> =
+                    choices.iter().map(|c| if c.is_empty() { "\"\"".to_owned() } else { (*c).to_owned() }).collect();
                 invalid(format!("{s:?} is not one of: {}", list.join(", ")))
             }),
         (Validation::ExecPath, Value::Str(s)) => {
@@ -203,9 +191,7 @@ pub fn validate(spec: &OptionSpec, value: Value, source: Source) -> Result<Value
             if i == 0 || (31_536_000..=253_402_300_799).contains(&i) {
                 Ok(Value::Int(i))
             } else {
-                Err(invalid(format!(
-                    "{i} is not a unix time after 1971 (or 0 for none, or `now`)"
-                )))
+                Err(invalid(format!("{i} is not a unix time after 1971 (or 0 for none, or `now`)")))
             }
         }
         (Validation::AbsPath, Value::Str(s)) => {
@@ -225,9 +211,7 @@ pub fn validate(spec: &OptionSpec, value: Value, source: Source) -> Result<Value
             }
             Ok(Value::Str(s))
         }
-        (validation, v) => Err(invalid(format!(
-            "{v} does not fit validation {validation:?}"
-        ))),
+        (validation, v) => Err(invalid(format!("{v} does not fit validation {validation:?}"))),
     }
 }
 
@@ -241,38 +225,23 @@ pub fn check_volume_name(s: &str) -> Result<(), String> {
     if s.len() > 64 {
         return Err(format!("volume name {s:?} is longer than 64 bytes"));
     }
-    if !s
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
-        return Err(format!(
-            "volume name {s:?} may hold only letters, digits, '-' and '_'"
-        ));
+    if !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        return Err(format!("volume name {s:?} may hold only letters, digits, '-' and '_'"));
     }
     Ok(())
 }
 
 fn check_executable(s: &str) -> Result<(), Invalid> {
     use std::os::unix::fs::PermissionsExt;
-    let is_exec = |p: &Path| {
-        p.metadata()
-            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-            .unwrap_or(false)
-    };
+    let is_exec = |p: &Path| p.metadata().map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false);
     if s.contains('/') {
-        return if is_exec(Path::new(s)) {
-            Ok(())
-        } else {
-            Err(invalid(format!("{s} is not an executable file")))
-        };
+        return if is_exec(Path::new(s)) { Ok(()) } else { Err(invalid(format!("{s} is not an executable file"))) };
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
     if std::env::split_paths(&path).any(|dir| is_exec(&dir.join(s))) {
         Ok(())
     } else {
-        Err(invalid(format!(
-            "{s} is not found in PATH; give an absolute path to an executable"
-        )))
+        Err(invalid(format!("{s} is not found in PATH; give an absolute path to an executable")))
     }
 }
 
@@ -286,39 +255,24 @@ pub struct SecondaryUrl {
 
 impl SecondaryUrl {
     pub fn parse(s: &str) -> Result<SecondaryUrl, String> {
-        let (left, volume) = s
-            .split_once("::")
-            .ok_or_else(|| format!("{s:?} is not [user@]host::volume"))?;
+        let (left, volume) = s.split_once("::").ok_or_else(|| format!("{s:?} is not [user@]host::volume"))?;
         let (user, host) = match left.split_once('@') {
             Some((u, h)) => (Some(u.to_owned()), h),
             None => (None, left),
         };
         if let Some(u) = &user
-            && (u.is_empty()
-                || !u
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)))
+            && (u.is_empty() || !u.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)))
         {
             return Err(format!("{s:?}: user {u:?} is not a valid user name"));
         }
-        if host.is_empty()
-            || !host
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
-        {
-            return Err(format!(
-                "{s:?}: host {host:?} is not a host name or address"
-            ));
+        if host.is_empty() || !host.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b)) {
+            return Err(format!("{s:?}: host {host:?} is not a host name or address"));
         }
         if volume.is_empty() {
             return Err(format!("{s:?}: the volume is missing after ::"));
         }
         check_volume_name(volume)?;
-        Ok(SecondaryUrl {
-            user,
-            host: host.to_owned(),
-            volume: volume.to_owned(),
-        })
+        Ok(SecondaryUrl { user, host: host.to_owned(), volume: volume.to_owned() })
     }
 
     /// The ssh user; root when none is given, as in the reference.
@@ -347,54 +301,34 @@ mod tests {
 
     #[test]
     fn ints_and_ranges() {
-        assert_eq!(
-            parse_text(s("sync-jobs"), "5", Source::CommandLine),
-            Ok(Value::Int(5))
-        );
+        assert_eq!(parse_text(s("sync-jobs"), "5", Source::CommandLine), Ok(Value::Int(5)));
         let e = parse_text(s("sync-jobs"), "0", Source::CommandLine).unwrap_err();
         assert!(e.0.contains("1..100"), "{e}");
-        assert!(
-            parse_text(s("sync-jobs"), "x", Source::CommandLine)
-                .unwrap_err()
-                .0
-                .contains("1..100")
-        );
+        assert!(parse_text(s("sync-jobs"), "x", Source::CommandLine).unwrap_err().0.contains("1..100"));
         assert!(parse_text(s("ssh-port"), "65536", Source::CommandLine).is_err());
     }
 
     #[test]
     fn bools_accept_common_spellings_and_refuse_the_rest() {
         for t in ["true", "Yes", "on", "1"] {
-            assert_eq!(
-                parse_text(s("ignore-deletes"), t, Source::CommandLine),
-                Ok(Value::Bool(true))
-            );
+            assert_eq!(parse_text(s("ignore-deletes"), t, Source::CommandLine), Ok(Value::Bool(true)));
         }
         for f in ["false", "NO", "off", "0"] {
-            assert_eq!(
-                parse_text(s("ignore-deletes"), f, Source::CommandLine),
-                Ok(Value::Bool(false))
-            );
+            assert_eq!(parse_text(s("ignore-deletes"), f, Source::CommandLine), Ok(Value::Bool(false)));
         }
         assert!(parse_text(s("ignore-deletes"), "maybe", Source::CommandLine).is_err());
     }
 
     #[test]
     fn choices_are_case_insensitive_and_canonical() {
-        assert_eq!(
-            parse_text(s("log-level"), "debug", Source::CommandLine),
-            Ok(Value::Str("DEBUG".into()))
-        );
+        assert_eq!(parse_text(s("log-level"), "debug", Source::CommandLine), Ok(Value::Str("DEBUG".into())));
         let e = parse_text(s("sync-method"), "scp", Source::CommandLine).unwrap_err();
         assert!(e.0.contains("rsync, tarssh"), "{e}");
     }
 
     #[test]
     fn checkpoint_times() {
-        assert_eq!(
-            parse_text(s("checkpoint"), "0", Source::CommandLine),
-            Ok(Value::Int(0))
-        );
+        assert_eq!(parse_text(s("checkpoint"), "0", Source::CommandLine), Ok(Value::Int(0)));
         assert!(parse_text(s("checkpoint"), "1000", Source::CommandLine).is_err());
         let now = parse_text(s("checkpoint"), "now", Source::CommandLine).unwrap();
         assert!(now.as_int().is_some_and(|t| t > 1_700_000_000));
@@ -422,10 +356,7 @@ mod tests {
     #[test]
     fn secondary_urls() {
         let u = SecondaryUrl::parse("geo@host-2::sv").unwrap();
-        assert_eq!(
-            (u.user.as_deref(), u.host.as_str(), u.volume.as_str()),
-            (Some("geo"), "host-2", "sv")
-        );
+        assert_eq!((u.user.as_deref(), u.host.as_str(), u.volume.as_str()), (Some("geo"), "host-2", "sv"));
         assert_eq!(u.to_string(), "geo@host-2::sv");
         assert_eq!(SecondaryUrl::parse("h::v").unwrap().user_or_root(), "root");
         for bad in ["h:v", "::v", "h::", "@h::v", "h::v/x", "h h::v"] {

@@ -51,11 +51,7 @@ pub struct Header {
 }
 
 impl Header {
-    pub const V1_2_ASCII: Header = Header {
-        major: 1,
-        minor: 2,
-        encoding: Encoding::Ascii,
-    };
+    pub const V1_2_ASCII: Header = Header { major: 1, minor: 2, encoding: Encoding::Ascii };
 
     /// v1.2 added the deleted path to UNLINK and RMDIR.
     pub fn has_delete_path(&self) -> bool {
@@ -86,20 +82,12 @@ pub enum EntryArgs<'a> {
     /// CREATE, MKNOD, MKDIR. `mode` is the full st_mode for MKDIR (S_IFDIR
     /// added by the translator) and as given by the caller otherwise; uid
     /// and gid are the caller's.
-    New {
-        mode: u32,
-        uid: u32,
-        gid: u32,
-        entry: EntryRef<'a>,
-    },
+    New { mode: u32, uid: u32, gid: u32, entry: EntryRef<'a> },
     /// UNLINK, RMDIR. `path` is the deleted path (v1.2 with
     /// `changelog.capture-del-path on`), empty otherwise.
     Delete { entry: EntryRef<'a>, path: &'a [u8] },
     /// RENAME.
-    Rename {
-        from: EntryRef<'a>,
-        to: EntryRef<'a>,
-    },
+    Rename { from: EntryRef<'a>, to: EntryRef<'a> },
     /// LINK (the new name of an existing inode), SYMLINK (target not
     /// recorded).
     Link { entry: EntryRef<'a> },
@@ -113,11 +101,7 @@ pub enum RecordRef<'a> {
     /// Metadata changed (setattr, xattr fops).
     Meta { gfid: Gfid, fop: Fop },
     /// A namespace operation.
-    Entry {
-        gfid: Gfid,
-        fop: Fop,
-        args: EntryArgs<'a>,
-    },
+    Entry { gfid: Gfid, fop: Fop, args: EntryArgs<'a> },
 }
 
 /// An owned entry field.
@@ -130,59 +114,26 @@ pub struct Entry {
 /// An owned record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record {
-    Data {
-        gfid: Gfid,
-    },
-    Meta {
-        gfid: Gfid,
-        fop: Fop,
-    },
-    New {
-        gfid: Gfid,
-        fop: Fop,
-        mode: u32,
-        uid: u32,
-        gid: u32,
-        entry: Entry,
-    },
-    Delete {
-        gfid: Gfid,
-        fop: Fop,
-        entry: Entry,
-        path: Vec<u8>,
-    },
-    Rename {
-        gfid: Gfid,
-        from: Entry,
-        to: Entry,
-    },
-    Link {
-        gfid: Gfid,
-        fop: Fop,
-        entry: Entry,
-    },
+    Data { gfid: Gfid },
+    Meta { gfid: Gfid, fop: Fop },
+    New { gfid: Gfid, fop: Fop, mode: u32, uid: u32, gid: u32, entry: Entry },
+    Delete { gfid: Gfid, fop: Fop, entry: Entry, path: Vec<u8> },
+    Rename { gfid: Gfid, from: Entry, to: Entry },
+    Link { gfid: Gfid, fop: Fop, entry: Entry },
 }
 
 fn own(e: EntryRef<'_>) -> Entry {
-    Entry {
-        parent: e.parent,
-        name: e.name.to_vec(),
-    }
+    Entry { parent: e.parent, name: e.name.to_vec() }
 }
 
 fn borrow(e: &Entry) -> EntryRef<'_> {
-    EntryRef {
-        parent: e.parent,
-        name: &e.name,
-    }
+    EntryRef { parent: e.parent, name: &e.name }
 }
 
 impl RecordRef<'_> {
     pub fn gfid(&self) -> Gfid {
         match self {
-            RecordRef::Data { gfid }
-            | RecordRef::Meta { gfid, .. }
-            | RecordRef::Entry { gfid, .. } => *gfid,
+            RecordRef::Data { gfid } | RecordRef::Meta { gfid, .. } | RecordRef::Entry { gfid, .. } => *gfid,
         }
     }
 
@@ -191,35 +142,14 @@ impl RecordRef<'_> {
             RecordRef::Data { gfid } => Record::Data { gfid },
             RecordRef::Meta { gfid, fop } => Record::Meta { gfid, fop },
             RecordRef::Entry { gfid, fop, args } => match args {
-                EntryArgs::New {
-                    mode,
-                    uid,
-                    gid,
-                    entry,
-                } => Record::New {
-                    gfid,
-                    fop,
-                    mode,
-                    uid,
-                    gid,
-                    entry: own(entry),
-                },
-                EntryArgs::Delete { entry, path } => Record::Delete {
-                    gfid,
-                    fop,
-                    entry: own(entry),
-                    path: path.to_vec(),
-                },
-                EntryArgs::Rename { from, to } => Record::Rename {
-                    gfid,
-                    from: own(from),
-                    to: own(to),
-                },
-                EntryArgs::Link { entry } => Record::Link {
-                    gfid,
-                    fop,
-                    entry: own(entry),
-                },
+                EntryArgs::New { mode, uid, gid, entry } => {
+                    Record::New { gfid, fop, mode, uid, gid, entry: own(entry) }
+                }
+                EntryArgs::Delete { entry, path } => {
+                    Record::Delete { gfid, fop, entry: own(entry), path: path.to_vec() }
+                }
+                EntryArgs::Rename { from, to } => Record::Rename { gfid, from: own(from), to: own(to) },
+                EntryArgs::Link { entry } => Record::Link { gfid, fop, entry: own(entry) },
             },
         }
     }
@@ -229,55 +159,23 @@ impl Record {
     pub fn as_ref(&self) -> RecordRef<'_> {
         match self {
             Record::Data { gfid } => RecordRef::Data { gfid: *gfid },
-            Record::Meta { gfid, fop } => RecordRef::Meta {
+            Record::Meta { gfid, fop } => RecordRef::Meta { gfid: *gfid, fop: *fop },
+            Record::New { gfid, fop, mode, uid, gid, entry } => RecordRef::Entry {
                 gfid: *gfid,
                 fop: *fop,
+                args: EntryArgs::New { mode: *mode, uid: *uid, gid: *gid, entry: borrow(entry) },
             },
-            Record::New {
-                gfid,
-                fop,
-                mode,
-                uid,
-                gid,
-                entry,
-            } => RecordRef::Entry {
-                gfid: *gfid,
-                fop: *fop,
-                args: EntryArgs::New {
-                    mode: *mode,
-                    uid: *uid,
-                    gid: *gid,
-                    entry: borrow(entry),
-                },
-            },
-            Record::Delete {
-                gfid,
-                fop,
-                entry,
-                path,
-            } => RecordRef::Entry {
-                gfid: *gfid,
-                fop: *fop,
-                args: EntryArgs::Delete {
-                    entry: borrow(entry),
-                    path,
-                },
-            },
+            Record::Delete { gfid, fop, entry, path } => {
+                RecordRef::Entry { gfid: *gfid, fop: *fop, args: EntryArgs::Delete { entry: borrow(entry), path } }
+            }
             Record::Rename { gfid, from, to } => RecordRef::Entry {
                 gfid: *gfid,
                 fop: Fop::RENAME,
-                args: EntryArgs::Rename {
-                    from: borrow(from),
-                    to: borrow(to),
-                },
+                args: EntryArgs::Rename { from: borrow(from), to: borrow(to) },
             },
-            Record::Link { gfid, fop, entry } => RecordRef::Entry {
-                gfid: *gfid,
-                fop: *fop,
-                args: EntryArgs::Link {
-                    entry: borrow(entry),
-                },
-            },
+            Record::Link { gfid, fop, entry } => {
+                RecordRef::Entry { gfid: *gfid, fop: *fop, args: EntryArgs::Link { entry: borrow(entry) } }
+            }
         }
     }
 }
@@ -336,11 +234,7 @@ pub enum ChangelogError {
     #[error("{}: cannot read: {source}", .path.display())]
     Io { path: PathBuf, source: io::Error },
     #[error("{}: byte {offset}: {problem}", .path.display())]
-    Format {
-        path: PathBuf,
-        offset: u64,
-        problem: Problem,
-    },
+    Format { path: PathBuf, offset: u64, problem: Problem },
 }
 
 /// Outcome of parsing at one position of a buffer.
@@ -398,21 +292,11 @@ fn parse_u32_text(s: &[u8]) -> Option<u32> {
 }
 
 fn num(s: &[u8], at: usize) -> Result<u32, (usize, Problem)> {
-    parse_u32_text(s).ok_or_else(|| {
-        (
-            at,
-            Problem::BadNumber(String::from_utf8_lossy(s).into_owned()),
-        )
-    })
+    parse_u32_text(s).ok_or_else(|| (at, Problem::BadNumber(String::from_utf8_lossy(s).into_owned())))
 }
 
 fn ascii_entry(s: &[u8], at: usize) -> Result<EntryRef<'_>, (usize, Problem)> {
-    let bad = || {
-        (
-            at,
-            Problem::BadEntry(String::from_utf8_lossy(s).into_owned()),
-        )
-    };
+    let bad = || (at, Problem::BadEntry(String::from_utf8_lossy(s).into_owned()));
     if s.len() < CANONICAL_LEN + 2 || s[CANONICAL_LEN] != b'/' {
         return Err(bad());
     }
@@ -456,10 +340,7 @@ fn parse_ascii<'a>(b: &'a [u8], h: &Header) -> Result<Step<'a>, (usize, Problem)
         b'D' => RecordRef::Data { gfid },
         b'M' => {
             let (f, at) = field!();
-            RecordRef::Meta {
-                gfid,
-                fop: Fop(num(f, at)?),
-            }
+            RecordRef::Meta { gfid, fop: Fop(num(f, at)?) }
         }
         _ => {
             let (f, at) = field!();
@@ -501,16 +382,11 @@ fn parse_ascii<'a>(b: &'a [u8], h: &Header) -> Result<Step<'a>, (usize, Problem)
                 Shape::Rename => {
                     let (f1, a1) = field!();
                     let (f2, a2) = field!();
-                    EntryArgs::Rename {
-                        from: ascii_entry(f1, a1)?,
-                        to: ascii_entry(f2, a2)?,
-                    }
+                    EntryArgs::Rename { from: ascii_entry(f1, a1)?, to: ascii_entry(f2, a2)? }
                 }
                 Shape::Link => {
                     let (e, eat) = field!();
-                    EntryArgs::Link {
-                        entry: ascii_entry(e, eat)?,
-                    }
+                    EntryArgs::Link { entry: ascii_entry(e, eat)? }
                 }
             };
             RecordRef::Entry { gfid, fop, args }
@@ -559,29 +435,20 @@ fn parse_binary<'a>(b: &'a [u8], h: &Header) -> Result<Step<'a>, (usize, Problem
             };
             let parent = Uuid::from_bytes(&p[..16]).map_err(|_| (at, Problem::BadGfid))?;
             if p[16] != b'/' {
-                return Err((
-                    at + 16,
-                    Problem::BadEntry(String::from_utf8_lossy(p).into_owned()),
-                ));
+                return Err((at + 16, Problem::BadEntry(String::from_utf8_lossy(p).into_owned())));
             }
             let Some(name) = c.field() else {
                 return Ok(Step::Incomplete);
             };
             if name.is_empty() || name.contains(&b'/') {
-                return Err((
-                    at + 17,
-                    Problem::BadEntry(String::from_utf8_lossy(name).into_owned()),
-                ));
+                return Err((at + 17, Problem::BadEntry(String::from_utf8_lossy(name).into_owned())));
             }
             EntryRef { parent, name }
         }};
     }
     let rec = match ty {
         b'D' => RecordRef::Data { gfid },
-        b'M' => RecordRef::Meta {
-            gfid,
-            fop: Fop(int!()),
-        },
+        b'M' => RecordRef::Meta { gfid, fop: Fop(int!()) },
         _ => {
             let at = c.at;
             let fop = Fop(int!());
@@ -591,12 +458,7 @@ fn parse_binary<'a>(b: &'a [u8], h: &Header) -> Result<Step<'a>, (usize, Problem
                     let mode = int!();
                     let uid = int!();
                     let gid = int!();
-                    EntryArgs::New {
-                        mode,
-                        uid,
-                        gid,
-                        entry: entry!(),
-                    }
+                    EntryArgs::New { mode, uid, gid, entry: entry!() }
                 }
                 Shape::Delete => {
                     let entry = entry!();
@@ -648,11 +510,7 @@ pub fn parse_header(line: &[u8]) -> Result<Header, Problem> {
     if major != 1 {
         return Err(bad());
     }
-    Ok(Header {
-        major,
-        minor,
-        encoding,
-    })
+    Ok(Header { major, minor, encoding })
 }
 
 /// A streaming reader of one changelog file.
@@ -673,10 +531,7 @@ const CHUNK: usize = 64 * 1024;
 
 impl Reader<File> {
     pub fn open(path: &Path) -> Result<Reader<File>, ChangelogError> {
-        let f = File::open(path).map_err(|source| ChangelogError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
+        let f = File::open(path).map_err(|source| ChangelogError::Io { path: path.to_owned(), source })?;
         Reader::new(f, path.to_owned())
     }
 }
@@ -703,21 +558,14 @@ impl<R: Read> Reader<R> {
             }
             if r.end >= 256 || r.eof {
                 let line = r.buf[..r.end.min(80)].to_vec();
-                return Err(r.err(
-                    0,
-                    Problem::BadHeader(String::from_utf8_lossy(&line).into_owned()),
-                ));
+                return Err(r.err(0, Problem::BadHeader(String::from_utf8_lossy(&line).into_owned())));
             }
             r.fill()?;
         }
     }
 
     fn err(&self, offset: u64, problem: Problem) -> ChangelogError {
-        ChangelogError::Format {
-            path: self.path.clone(),
-            offset,
-            problem,
-        }
+        ChangelogError::Format { path: self.path.clone(), offset, problem }
     }
 
     /// Reads more bytes after `end`. The buffer is `MAX_RECORD + CHUNK`
@@ -741,10 +589,7 @@ impl<R: Read> Reader<R> {
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(source) => {
-                    return Err(ChangelogError::Io {
-                        path: self.path.clone(),
-                        source,
-                    });
+                    return Err(ChangelogError::Io { path: self.path.clone(), source });
                 }
             }
         }
@@ -787,11 +632,9 @@ impl<R: Read> Reader<R> {
                 offset: self.offset,
                 problem: Problem::RecordTooLarge,
             }),
-            Err((rel, problem)) => Err(ChangelogError::Format {
-                path: self.path.clone(),
-                offset: self.offset + rel as u64,
-                problem,
-            }),
+            Err((rel, problem)) => {
+                Err(ChangelogError::Format { path: self.path.clone(), offset: self.offset + rel as u64, problem })
+            }
         }
     }
 
@@ -844,12 +687,7 @@ pub fn encode_record(r: &RecordRef<'_>, h: &Header, out: &mut Vec<u8>) {
         RecordRef::Entry { fop, args, .. } => {
             put_int(out, fop.0);
             match args {
-                EntryArgs::New {
-                    mode,
-                    uid,
-                    gid,
-                    entry,
-                } => {
+                EntryArgs::New { mode, uid, gid, entry } => {
                     put_int(out, *mode);
                     put_int(out, *uid);
                     put_int(out, *gid);
@@ -903,12 +741,7 @@ pub fn processed_line(r: &RecordRef<'_>, out: &mut Vec<u8>) {
             out.extend_from_slice(fop.to_string().as_bytes());
             out.push(b' ');
             match args {
-                EntryArgs::New {
-                    mode,
-                    uid,
-                    gid,
-                    entry,
-                } => {
+                EntryArgs::New { mode, uid, gid, entry } => {
                     out.extend_from_slice(format!("{mode} {uid} {gid} ").as_bytes());
                     put_processed_entry(entry, out);
                 }
@@ -943,11 +776,7 @@ pub fn name_ts(name: &[u8]) -> Option<(u64, bool)> {
     if ts.is_empty() || ts.len() > 20 || !ts.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    std::str::from_utf8(ts)
-        .ok()?
-        .parse()
-        .ok()
-        .map(|t| (t, empty))
+    std::str::from_utf8(ts).ok()?.parse().ok().map(|t| (t, empty))
 }
 
 #[cfg(test)]
@@ -1021,9 +850,7 @@ mod tests {
 
     #[test]
     fn v1_1_has_no_delete_path() {
-        let raw = format!(
-            "GlusterFS Changelog | version: v1.1 | encoding : 2\nE{G2}\05\0{G1}/a\0D{G1}\0"
-        );
+        let raw = format!("GlusterFS Changelog | version: v1.1 | encoding : 2\nE{G2}\05\0{G1}/a\0D{G1}\0");
         let recs = read_all(raw.into_bytes()).unwrap();
         assert_eq!(recs.len(), 2);
         assert!(matches!(&recs[0], Record::Delete { path, .. } if path.is_empty()));
@@ -1031,19 +858,12 @@ mod tests {
 
     #[test]
     fn header_only_file_has_no_records() {
-        assert_eq!(
-            read_all(b"GlusterFS Changelog | version: v1.2 | encoding : 2\n".to_vec()).unwrap(),
-            vec![]
-        );
+        assert_eq!(read_all(b"GlusterFS Changelog | version: v1.2 | encoding : 2\n".to_vec()).unwrap(), vec![]);
     }
 
     #[test]
     fn binary_encoding() {
-        let h = Header {
-            major: 1,
-            minor: 2,
-            encoding: Encoding::Binary,
-        };
+        let h = Header { major: 1, minor: 2, encoding: Encoding::Binary };
         let recs = vec![
             Record::New {
                 gfid: Uuid::parse_str(G1).unwrap(),
@@ -1051,25 +871,14 @@ mod tests {
                 mode: 0o40755,
                 uid: 1,
                 gid: 2,
-                entry: Entry {
-                    parent: Uuid::ROOT,
-                    name: b"dir1".to_vec(),
-                },
+                entry: Entry { parent: Uuid::ROOT, name: b"dir1".to_vec() },
             },
-            Record::Data {
-                gfid: Uuid::parse_str(G2).unwrap(),
-            },
-            Record::Meta {
-                gfid: Uuid::parse_str(G2).unwrap(),
-                fop: Fop::SETATTR,
-            },
+            Record::Data { gfid: Uuid::parse_str(G2).unwrap() },
+            Record::Meta { gfid: Uuid::parse_str(G2).unwrap(), fop: Fop::SETATTR },
             Record::Delete {
                 gfid: Uuid::parse_str(G2).unwrap(),
                 fop: Fop::UNLINK,
-                entry: Entry {
-                    parent: Uuid::ROOT,
-                    name: b"x".to_vec(),
-                },
+                entry: Entry { parent: Uuid::ROOT, name: b"x".to_vec() },
                 path: Vec::new(),
             },
         ];
@@ -1077,10 +886,7 @@ mod tests {
         for r in &recs {
             encode_record(&r.as_ref(), &h, &mut raw);
         }
-        assert_eq!(
-            &raw[..51],
-            b"GlusterFS Changelog | version: v1.2 | encoding : 1\n"
-        );
+        assert_eq!(&raw[..51], b"GlusterFS Changelog | version: v1.2 | encoding : 1\n");
         assert_eq!(raw[51], b'E');
         assert_eq!(&raw[52..68], Uuid::parse_str(G1).unwrap().as_bytes());
         assert_eq!(read_all(raw).unwrap(), recs);
@@ -1093,39 +899,16 @@ mod tests {
         let cases: Vec<(String, u64, &str)> = vec![
             (format!("{hdr}X{G1}\0"), at, "unknown record type"),
             (format!("{hdr}D{G1}"), at, "ends inside a record"),
-            (
-                format!("{hdr}D0b99ef11-4b79-4cd0-9730-b5a0e8c4a8cZ\0"),
-                at + 1,
-                "invalid GFID",
-            ),
-            (
-                format!("{hdr}D{G1}\0M{G1}\0x\0"),
-                at + 38 + 38,
-                "invalid number",
-            ),
-            (
-                format!("{hdr}E{G1}\017\0{G1}/a\0"),
-                at + 38,
-                "not an entry operation",
-            ),
-            (
-                format!("{hdr}E{G1}\09\0{G1}a\0"),
-                at + 40,
-                "invalid <pgfid>/<name>",
-            ),
-            (
-                format!("{hdr}E{G1}\09\0{G1}/a/b\0"),
-                at + 40,
-                "invalid <pgfid>/<name>",
-            ),
+            (format!("{hdr}D0b99ef11-4b79-4cd0-9730-b5a0e8c4a8cZ\0"), at + 1, "invalid GFID"),
+            (format!("{hdr}D{G1}\0M{G1}\0x\0"), at + 38 + 38, "invalid number"),
+            (format!("{hdr}E{G1}\017\0{G1}/a\0"), at + 38, "not an entry operation"),
+            (format!("{hdr}E{G1}\09\0{G1}a\0"), at + 40, "invalid <pgfid>/<name>"),
+            (format!("{hdr}E{G1}\09\0{G1}/a/b\0"), at + 40, "invalid <pgfid>/<name>"),
         ];
         for (text, offset, msg) in cases {
             let e = read_all(text.into_bytes()).unwrap_err();
             let s = e.to_string();
-            assert!(
-                s.starts_with(&format!("CHANGELOG.1: byte {offset}: ")) && s.contains(msg),
-                "{s}"
-            );
+            assert!(s.starts_with(&format!("CHANGELOG.1: byte {offset}: ")) && s.contains(msg), "{s}");
         }
         for bad in [
             "",
@@ -1140,9 +923,7 @@ mod tests {
 
     #[test]
     fn huge_record_is_refused() {
-        let mut raw =
-            format!("GlusterFS Changelog | version: v1.2 | encoding : 2\nE{G1}\09\0{G1}/")
-                .into_bytes();
+        let mut raw = format!("GlusterFS Changelog | version: v1.2 | encoding : 2\nE{G1}\09\0{G1}/").into_bytes();
         raw.extend(std::iter::repeat_n(b'a', MAX_RECORD + 10));
         let e = read_all(raw).unwrap_err();
         assert!(e.to_string().contains("record longer than"), "{e}");
@@ -1150,14 +931,8 @@ mod tests {
 
     #[test]
     fn names() {
-        assert_eq!(
-            name_ts(b"CHANGELOG.1700000000"),
-            Some((1_700_000_000, false))
-        );
-        assert_eq!(
-            name_ts(b"changelog.1700000000"),
-            Some((1_700_000_000, true))
-        );
+        assert_eq!(name_ts(b"CHANGELOG.1700000000"), Some((1_700_000_000, false)));
+        assert_eq!(name_ts(b"changelog.1700000000"), Some((1_700_000_000, true)));
         assert_eq!(name_ts(b"CHANGELOG"), None);
         assert_eq!(name_ts(b"CHANGELOG.12a"), None);
     }
@@ -1168,10 +943,7 @@ mod tests {
 
     fn arb_name() -> impl Strategy<Value = Vec<u8>> {
         // Any bytes but NUL and '/': spaces, newlines, '%' and non-UTF-8 too.
-        proptest::collection::vec(
-            any::<u8>().prop_filter("name byte", |b| *b != 0 && *b != b'/'),
-            1..40,
-        )
+        proptest::collection::vec(any::<u8>().prop_filter("name byte", |b| *b != 0 && *b != b'/'), 1..40)
     }
 
     fn arb_entry() -> impl Strategy<Value = Entry> {
@@ -1179,11 +951,8 @@ mod tests {
     }
 
     pub(crate) fn arb_record(delete_path: bool) -> impl Strategy<Value = Record> {
-        let path = if delete_path {
-            proptest::collection::vec(1u8..=255, 0..60).boxed()
-        } else {
-            Just(Vec::new()).boxed()
-        };
+        let path =
+            if delete_path { proptest::collection::vec(1u8..=255, 0..60).boxed() } else { Just(Vec::new()).boxed() };
         prop_oneof![
             arb_gfid().prop_map(|gfid| Record::Data { gfid }),
             (arb_gfid(), 0u32..60).prop_map(|(gfid, f)| Record::Meta { gfid, fop: Fop(f) }),
@@ -1203,42 +972,17 @@ mod tests {
                     gid,
                     entry
                 }),
-            (
-                arb_gfid(),
-                prop_oneof![Just(Fop::UNLINK), Just(Fop::RMDIR)],
-                arb_entry(),
-                path
-            )
-                .prop_map(|(gfid, fop, entry, path)| Record::Delete {
-                    gfid,
-                    fop,
-                    entry,
-                    path
-                }),
-            (arb_gfid(), arb_entry(), arb_entry()).prop_map(|(gfid, from, to)| Record::Rename {
-                gfid,
-                from,
-                to
-            }),
-            (
-                arb_gfid(),
-                prop_oneof![Just(Fop::LINK), Just(Fop::SYMLINK)],
-                arb_entry()
-            )
+            (arb_gfid(), prop_oneof![Just(Fop::UNLINK), Just(Fop::RMDIR)], arb_entry(), path)
+                .prop_map(|(gfid, fop, entry, path)| Record::Delete { gfid, fop, entry, path }),
+            (arb_gfid(), arb_entry(), arb_entry()).prop_map(|(gfid, from, to)| Record::Rename { gfid, from, to }),
+            (arb_gfid(), prop_oneof![Just(Fop::LINK), Just(Fop::SYMLINK)], arb_entry())
                 .prop_map(|(gfid, fop, entry)| Record::Link { gfid, fop, entry }),
         ]
     }
 
     fn arb_header() -> impl Strategy<Value = Header> {
-        (
-            prop_oneof![Just(1u32), Just(2u32)],
-            prop_oneof![Just(Encoding::Ascii), Just(Encoding::Binary)],
-        )
-            .prop_map(|(minor, encoding)| Header {
-                major: 1,
-                minor,
-                encoding,
-            })
+        (prop_oneof![Just(1u32), Just(2u32)], prop_oneof![Just(Encoding::Ascii), Just(Encoding::Binary)])
+            .prop_map(|(minor, encoding)| Header { major: 1, minor, encoding })
     }
 
     /// A reader whose source returns a few bytes at a time, to exercise

@@ -47,10 +47,7 @@ pub fn unescape(s: &[u8]) -> Result<Vec<u8>, EscapeError> {
             let v = s
                 .get(i + 1..i + 3)
                 .and_then(|h| Some(hex(h[0])? << 4 | hex(h[1])?))
-                .ok_or_else(|| EscapeError {
-                    offset: i,
-                    text: String::from_utf8_lossy(s).into_owned(),
-                })?;
+                .ok_or_else(|| EscapeError { offset: i, text: String::from_utf8_lossy(s).into_owned() })?;
             out.push(v);
             i += 3;
         } else {

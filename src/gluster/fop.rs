@@ -96,11 +96,7 @@ impl Fop {
 
     /// Looks a fop up by its printed name.
     pub fn from_name(name: &[u8]) -> Option<Fop> {
-        NAMES
-            .iter()
-            .position(|n| n.as_bytes() == name)
-            .and_then(|i| u32::try_from(i).ok())
-            .map(Fop)
+        NAMES.iter().position(|n| n.as_bytes() == name).and_then(|i| u32::try_from(i).ok()).map(Fop)
     }
 }
 

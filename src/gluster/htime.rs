@@ -13,16 +13,9 @@ use super::xattr::{decode_htime, keys};
 #[derive(Debug, thiserror::Error)]
 pub enum HtimeError {
     #[error("{}: cannot read: {source}", .path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("{}: byte {offset}: {problem}", .path.display())]
-    Format {
-        path: PathBuf,
-        offset: usize,
-        problem: String,
-    },
+    Format { path: PathBuf, offset: usize, problem: String },
 }
 
 /// One changelog an HTIME file lists.
@@ -45,25 +38,14 @@ pub fn parse_entries(content: &[u8]) -> Result<Vec<HtimeEntry>, (usize, String)>
     while let Some(n) = memchr::memchr(0, rest) {
         let path = &rest[..n];
         let base = path.rsplit(|&b| b == b'/').next().unwrap_or(path);
-        let (ts, empty) = name_ts(base).ok_or_else(|| {
-            (
-                at,
-                format!(
-                    "{:?} is not a changelog path",
-                    String::from_utf8_lossy(path)
-                ),
-            )
-        })?;
+        let (ts, empty) = name_ts(base)
+            .ok_or_else(|| (at, format!("{:?} is not a changelog path", String::from_utf8_lossy(path))))?;
         if let Some(prev) = out.last().map(|e: &HtimeEntry| e.ts)
             && ts < prev
         {
             return Err((at, format!("timestamps go backwards ({prev} then {ts})")));
         }
-        out.push(HtimeEntry {
-            path: path.to_vec(),
-            ts,
-            empty,
-        });
+        out.push(HtimeEntry { path: path.to_vec(), ts, empty });
         at += n + 1;
         rest = &rest[n + 1..];
     }
@@ -97,21 +79,12 @@ impl HtimeFile {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum History {
     /// Changelogs cover the whole range.
-    Full {
-        changelogs: Vec<HtimeEntry>,
-        actual_end: u64,
-    },
+    Full { changelogs: Vec<HtimeEntry>, actual_end: u64 },
     /// They cover it only up to `actual_end` (the brick was idle or changelog
     /// was off later); the caller continues with live changelogs.
-    Partial {
-        changelogs: Vec<HtimeEntry>,
-        actual_end: u64,
-    },
+    Partial { changelogs: Vec<HtimeEntry>, actual_end: u64 },
     /// No index covers `start`: a full (hybrid) crawl is needed.
-    NotAvailable {
-        start: u64,
-        indexes: Vec<(u64, u64)>,
-    },
+    NotAvailable { start: u64, indexes: Vec<(u64, u64)> },
 }
 
 /// Slack the reference allows between the requested end and the last
@@ -132,10 +105,7 @@ pub const PARTIAL_SLACK: u64 = 20;
 /// One deliberate difference: the reference computes `end - 20` unsigned and
 /// wraps for `end < 20`; here it saturates.
 pub fn select(files: &[HtimeFile], start: u64, end: u64) -> History {
-    let Some(f) = files
-        .iter()
-        .find(|f| f.created <= start && start < f.max_ts())
-    else {
+    let Some(f) = files.iter().find(|f| f.created <= start && start < f.max_ts()) else {
         let mut indexes: Vec<(u64, u64)> = files.iter().map(|f| (f.created, f.max_ts())).collect();
         indexes.sort_unstable();
         return History::NotAvailable { start, indexes };
@@ -144,27 +114,14 @@ pub fn select(files: &[HtimeFile], start: u64, end: u64) -> History {
     let until = end.min(max_ts);
     let n = f.entries.len();
     let from = f.entries.partition_point(|e| e.ts < start);
-    let to = f
-        .entries
-        .partition_point(|e| e.ts < until)
-        .min(n.saturating_sub(1));
-    let selected: &[HtimeEntry] = if from < n && from <= to {
-        &f.entries[from..=to]
-    } else {
-        &[]
-    };
+    let to = f.entries.partition_point(|e| e.ts < until).min(n.saturating_sub(1));
+    let selected: &[HtimeEntry] = if from < n && from <= to { &f.entries[from..=to] } else { &[] };
     let actual_end = selected.last().map_or(until, |e| e.ts);
     let changelogs = selected.iter().filter(|e| !e.empty).cloned().collect();
     if end.saturating_sub(PARTIAL_SLACK) > max_ts {
-        History::Partial {
-            changelogs,
-            actual_end,
-        }
+        History::Partial { changelogs, actual_end }
     } else {
-        History::Full {
-            changelogs,
-            actual_end,
-        }
+        History::Full { changelogs, actual_end }
     }
 }
 
@@ -178,13 +135,7 @@ impl ChangelogDir {
     /// For a brick path, or the changelog directory itself.
     pub fn new(path: &Path) -> ChangelogDir {
         let nested = path.join(".glusterfs/changelogs");
-        if nested.is_dir() {
-            ChangelogDir { root: nested }
-        } else {
-            ChangelogDir {
-                root: path.to_owned(),
-            }
-        }
+        if nested.is_dir() { ChangelogDir { root: nested } } else { ChangelogDir { root: path.to_owned() } }
     }
 
     pub fn htime_dir(&self) -> PathBuf {
@@ -200,42 +151,24 @@ impl ChangelogDir {
     /// Every HTIME file, oldest first.
     pub fn htime_files(&self) -> Result<Vec<HtimeFile>, HtimeError> {
         let dir = self.htime_dir();
-        let rd = fs::read_dir(&dir).map_err(|source| HtimeError::Io {
-            path: dir.clone(),
-            source,
-        })?;
+        let rd = fs::read_dir(&dir).map_err(|source| HtimeError::Io { path: dir.clone(), source })?;
         let mut out = Vec::new();
         for e in rd {
-            let e = e.map_err(|source| HtimeError::Io {
-                path: dir.clone(),
-                source,
-            })?;
+            let e = e.map_err(|source| HtimeError::Io { path: dir.clone(), source })?;
             let name = e.file_name();
-            let Some(created) = name
-                .to_str()
-                .and_then(|n| n.strip_prefix("HTIME."))
-                .and_then(|t| t.parse().ok())
+            let Some(created) = name.to_str().and_then(|n| n.strip_prefix("HTIME.")).and_then(|t| t.parse().ok())
             else {
                 continue;
             };
             let path = e.path();
-            let content = fs::read(&path).map_err(|source| HtimeError::Io {
+            let content = fs::read(&path).map_err(|source| HtimeError::Io { path: path.clone(), source })?;
+            let entries = parse_entries(&content).map_err(|(offset, problem)| HtimeError::Format {
                 path: path.clone(),
-                source,
+                offset,
+                problem,
             })?;
-            let entries =
-                parse_entries(&content).map_err(|(offset, problem)| HtimeError::Format {
-                    path: path.clone(),
-                    offset,
-                    problem,
-                })?;
             let xattr = xattr_get(&path, keys::HTIME).and_then(|v| decode_htime(&v).ok());
-            out.push(HtimeFile {
-                path,
-                created,
-                xattr,
-                entries,
-            });
+            out.push(HtimeFile { path, created, xattr, entries });
         }
         out.sort_by_key(|f| f.created);
         Ok(out)
@@ -258,12 +191,9 @@ impl ChangelogDir {
         }
         let name = format!("CHANGELOG.{}", e.ts);
         let (y, m, d) = civil_from_days(e.ts / 86_400);
-        [
-            self.root.join(format!("{y:04}/{m:02}/{d:02}")).join(&name),
-            self.root.join(&name),
-        ]
-        .into_iter()
-        .find(|p| p.is_file())
+        [self.root.join(format!("{y:04}/{m:02}/{d:02}")).join(&name), self.root.join(&name)]
+            .into_iter()
+            .find(|p| p.is_file())
     }
 }
 
@@ -295,11 +225,8 @@ mod tests {
     fn entries(list: &[(u64, bool)]) -> Vec<HtimeEntry> {
         list.iter()
             .map(|&(ts, empty)| HtimeEntry {
-                path: format!(
-                    "/b/.glusterfs/changelogs/{}.{ts}",
-                    if empty { "changelog" } else { "CHANGELOG" }
-                )
-                .into_bytes(),
+                path: format!("/b/.glusterfs/changelogs/{}.{ts}", if empty { "changelog" } else { "CHANGELOG" })
+                    .into_bytes(),
                 ts,
                 empty,
             })
@@ -336,64 +263,65 @@ mod tests {
         let f = file(90, &[(100, false), (115, true), (130, false), (145, false)]);
         let files = vec![f];
         match select(&files, 100, 140) {
-            History::Full {
-                changelogs,
-                actual_end,
-            } => {
+            History::Full { changelogs, actual_end } => {
                 // 145 covers (130, 145], so it holds changes up to 140.
-                assert_eq!(
-                    changelogs.iter().map(|e| e.ts).collect::<Vec<_>>(),
-                    vec![100, 130, 145]
-                );
+                assert_eq!(changelogs.iter().map(|e| e.ts).collect::<Vec<_>>(), vec![100, 130, 145]);
                 assert_eq!(actual_end, 145);
             }
             h => panic!("{h:?}"),
         }
         match select(&files, 101, 1000) {
-            History::Partial {
-                changelogs,
-                actual_end,
-            } => {
-                assert_eq!(
-                    changelogs.iter().map(|e| e.ts).collect::<Vec<_>>(),
-                    vec![130, 145]
-                );
+            History::Partial { changelogs, actual_end } => {
+                assert_eq!(changelogs.iter().map(|e| e.ts).collect::<Vec<_>>(), vec![130, 145]);
                 assert_eq!(actual_end, 145);
             }
             h => panic!("{h:?}"),
         }
         // Within the slack the answer is still full.
         assert!(matches!(select(&files, 101, 160), History::Full { .. }));
-        assert!(matches!(
-            select(&files, 50, 100),
-            History::NotAvailable { .. }
-        ));
-        assert!(matches!(
-            select(&files, 145, 200),
-            History::NotAvailable { .. }
-        ));
+        assert!(matches!(select(&files, 50, 100), History::NotAvailable { .. }));
+        assert!(matches!(select(&files, 145, 200), History::NotAvailable { .. }));
     }
 
     #[test]
     fn picks_the_index_that_covers_start() {
-        let files = vec![
-            file(10, &[(20, false), (30, false)]),
-            file(100, &[(110, false), (120, false)]),
-        ];
+        let files = vec![file(10, &[(20, false), (30, false)]), file(100, &[(110, false), (120, false)])];
         match select(&files, 105, 110) {
             History::Full { changelogs, .. } => {
-                assert_eq!(
-                    changelogs.iter().map(|e| e.ts).collect::<Vec<_>>(),
-                    vec![110]
-                );
+                assert_eq!(changelogs.iter().map(|e| e.ts).collect::<Vec<_>>(), vec![110]);
             }
             h => panic!("{h:?}"),
         }
         // The gap between the two indexes (changelog was off) is not covered.
-        assert!(matches!(
-            select(&files, 50, 60),
-            History::NotAvailable { .. }
-        ));
+        assert!(matches!(select(&files, 50, 60), History::NotAvailable { .. }));
+    }
+
+    #[test]
+    fn locates_both_brick_layouts() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join(".glusterfs/changelogs");
+        fs::create_dir_all(root.join("2026/11/23")).unwrap();
+        fs::create_dir_all(root.join("htime")).unwrap();
+        let dated = root.join("2026/11/23/CHANGELOG.1795469966");
+        let flat = root.join("CHANGELOG.1700000000");
+        fs::write(&dated, b"x").unwrap();
+        fs::write(&flat, b"x").unwrap();
+        let dir = ChangelogDir::new(d.path());
+        assert_eq!(dir.root, root);
+        // Recorded paths from another location (a moved brick) are found by name.
+        let moved = |ts: u64| HtimeEntry { path: format!("/old/brick/CHANGELOG.{ts}").into_bytes(), ts, empty: false };
+        assert_eq!(dir.locate(&moved(1_795_469_966)), Some(dated.clone()));
+        assert_eq!(dir.locate(&moved(1_700_000_000)), Some(flat));
+        assert_eq!(dir.locate(&moved(1_700_000_001)), None);
+        let recorded = HtimeEntry { path: dated.as_os_str().as_encoded_bytes().to_vec(), ts: 1, empty: false };
+        assert_eq!(dir.locate(&recorded), Some(dated));
+        // An HTIME file on disk is read with its entries.
+        fs::write(root.join("htime/HTIME.1700000000"), b"/b/CHANGELOG.1700000000\0/b/changelog.1700000015\0").unwrap();
+        let files = dir.htime_files().unwrap();
+        assert_eq!(files.len(), 1);
+        assert_eq!(files[0].created, 1_700_000_000);
+        assert_eq!(files[0].entries.len(), 2);
+        assert_eq!(files[0].max_ts(), 1_700_000_015);
     }
 
     #[test]

@@ -53,11 +53,8 @@ pub struct NewFile {
 }
 
 fn check_name(name: &[u8]) -> Result<(), NewFileError> {
-    if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') || name.contains(&0)
-    {
-        return Err(NewFileError::BadName(
-            String::from_utf8_lossy(name).into_owned(),
-        ));
+    if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') || name.contains(&0) {
+        return Err(NewFileError::BadName(String::from_utf8_lossy(name).into_owned()));
     }
     Ok(())
 }
@@ -113,19 +110,14 @@ impl NewFile {
         };
         let cstr = |at: &mut usize| -> Result<Vec<u8>, NewFileError> {
             let rest = b.get(*at..).ok_or(NewFileError::Malformed(*at))?;
-            let n = rest
-                .iter()
-                .position(|&c| c == 0)
-                .ok_or(NewFileError::Malformed(*at))?;
+            let n = rest.iter().position(|&c| c == 0).ok_or(NewFileError::Malformed(*at))?;
             let v = rest[..n].to_vec();
             *at += n + 1;
             Ok(v)
         };
         let uid = u32_at(&mut at)?;
         let gid = u32_at(&mut at)?;
-        let g = b
-            .get(at..at + CANONICAL_LEN + 1)
-            .ok_or(NewFileError::Malformed(at))?;
+        let g = b.get(at..at + CANONICAL_LEN + 1).ok_or(NewFileError::Malformed(at))?;
         if g[CANONICAL_LEN] != 0 {
             return Err(NewFileError::Malformed(at + CANONICAL_LEN));
         }
@@ -151,16 +143,7 @@ impl NewFile {
         if at != b.len() {
             return Err(NewFileError::Trailing(b.len() - at));
         }
-        Ok(NewFile {
-            uid,
-            gid,
-            gfid,
-            st_mode,
-            name,
-            target,
-            rdev,
-            umask,
-        })
+        Ok(NewFile { uid, gid, gfid, st_mode, name, target, rdev, umask })
     }
 }
 
@@ -207,68 +190,23 @@ mod tests {
         let b = base.encode().unwrap();
         assert_eq!(b.len(), 4 + 4 + 37 + 4 + 2 + 7);
         assert!(b.ends_with(b"l\0../t a\0"));
-        let f = NewFile {
-            st_mode: S_IFREG | 0o4644,
-            target: None,
-            umask: 0o22,
-            ..base
-        };
+        let f = NewFile { st_mode: S_IFREG | 0o4644, target: None, umask: 0o22, ..base };
         let b = f.encode().unwrap();
-        assert!(
-            b.ends_with(&[0, 0, 0x09, 0xa4, 0, 0, 0, 0, 0, 0, 0, 0x12]),
-            "{b:?}"
-        );
+        assert!(b.ends_with(&[0, 0, 0x09, 0xa4, 0, 0, 0, 0, 0, 0, 0, 0x12]), "{b:?}");
         assert_eq!(NewFile::decode(&b), Ok(f.clone()));
         let mut extra = b;
         extra.push(0);
         assert_eq!(NewFile::decode(&extra), Err(NewFileError::Trailing(1)));
-        assert!(
-            NewFile {
-                name: b"a/b".to_vec(),
-                ..f.clone()
-            }
-            .encode()
-            .is_err()
-        );
-        assert!(
-            NewFile {
-                name: Vec::new(),
-                ..f.clone()
-            }
-            .encode()
-            .is_err()
-        );
-        assert!(
-            NewFile {
-                target: Some(b"x".to_vec()),
-                ..f.clone()
-            }
-            .encode()
-            .is_err()
-        );
-        assert!(
-            NewFile {
-                st_mode: 0o644,
-                ..f
-            }
-            .encode()
-            .is_err()
-        );
+        assert!(NewFile { name: b"a/b".to_vec(), ..f.clone() }.encode().is_err());
+        assert!(NewFile { name: Vec::new(), ..f.clone() }.encode().is_err());
+        assert!(NewFile { target: Some(b"x".to_vec()), ..f.clone() }.encode().is_err());
+        assert!(NewFile { st_mode: 0o644, ..f }.encode().is_err());
     }
 
     fn arb_newfile() -> impl Strategy<Value = NewFile> {
-        let name = proptest::collection::vec(
-            any::<u8>().prop_filter("no / or NUL", |b| *b != b'/' && *b != 0),
-            1..40,
-        )
-        .prop_filter("not . or ..", |n| n != b"." && n != b"..");
-        let kind = prop_oneof![
-            Just(S_IFDIR),
-            Just(S_IFLNK),
-            Just(S_IFREG),
-            Just(0o020_000),
-            Just(0o010_000)
-        ];
+        let name = proptest::collection::vec(any::<u8>().prop_filter("no / or NUL", |b| *b != b'/' && *b != 0), 1..40)
+            .prop_filter("not . or ..", |n| n != b"." && n != b"..");
+        let kind = prop_oneof![Just(S_IFDIR), Just(S_IFLNK), Just(S_IFREG), Just(0o020_000), Just(0o010_000)];
         (
             any::<u32>(),
             any::<u32>(),

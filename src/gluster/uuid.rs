@@ -136,14 +136,8 @@ mod tests {
 
     #[test]
     fn constants() {
-        assert_eq!(
-            Uuid::ROOT.to_string(),
-            "00000000-0000-0000-0000-000000000001"
-        );
-        assert_eq!(
-            Uuid::AUX_GFID_DIR.to_string(),
-            "00000000-0000-0000-0000-00000000000d"
-        );
+        assert_eq!(Uuid::ROOT.to_string(), "00000000-0000-0000-0000-000000000001");
+        assert_eq!(Uuid::AUX_GFID_DIR.to_string(), "00000000-0000-0000-0000-00000000000d");
     }
 
     #[test]

@@ -8,11 +8,7 @@ pub enum VolInfoError {
     #[error("volume info is not XML: {0}")]
     Xml(String),
     #[error("gluster failed (opRet {ret}, opErrno {errno}): {message}")]
-    Cli {
-        ret: i64,
-        errno: i64,
-        message: String,
-    },
+    Cli { ret: i64, errno: i64, message: String },
     #[error("volume info: missing element <{0}>")]
     Missing(String),
     #[error("volume info: <{element}> has invalid value {value:?}")]
@@ -54,9 +50,7 @@ impl Volume {
     /// Number of distribute subvolumes (the reference's
     /// `primary-distribution-count`).
     pub fn distribution_count(&self) -> u32 {
-        self.brick_count
-            .checked_div(self.dist_leaf_count)
-            .unwrap_or(self.brick_count)
+        self.brick_count.checked_div(self.dist_leaf_count).unwrap_or(self.brick_count)
     }
 
     /// The index of the replica/disperse set a brick belongs to.
@@ -69,10 +63,7 @@ impl Volume {
     }
 
     pub fn option(&self, name: &str) -> Option<&str> {
-        self.options
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.options.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 }
 
@@ -88,45 +79,28 @@ fn text(n: roxmltree::Node<'_, '_>, name: &str) -> Result<String, VolInfoError> 
 
 fn number<T: std::str::FromStr>(n: roxmltree::Node<'_, '_>, name: &str) -> Result<T, VolInfoError> {
     let t = text(n, name)?;
-    t.parse().map_err(|_| VolInfoError::Invalid {
-        element: name.to_owned(),
-        value: t,
-    })
+    t.parse().map_err(|_| VolInfoError::Invalid { element: name.to_owned(), value: t })
 }
 
 fn uuid(n: roxmltree::Node<'_, '_>, name: &str) -> Result<Uuid, VolInfoError> {
     let t = text(n, name)?;
-    Uuid::parse_str(&t).map_err(|_| VolInfoError::Invalid {
-        element: name.to_owned(),
-        value: t,
-    })
+    Uuid::parse_str(&t).map_err(|_| VolInfoError::Invalid { element: name.to_owned(), value: t })
 }
 
 fn brick(n: roxmltree::Node<'_, '_>) -> Result<Brick, VolInfoError> {
     let full = match child(n, "name") {
         Some(c) => c.text().unwrap_or("").trim().to_owned(),
-        None => n
-            .children()
-            .filter(|c| c.is_text())
-            .filter_map(|c| c.text())
-            .collect::<String>()
-            .trim()
-            .to_owned(),
+        None => n.children().filter(|c| c.is_text()).filter_map(|c| c.text()).collect::<String>().trim().to_owned(),
     };
     let (host, path) = full
         .split_once(":/")
         .map(|(h, p)| (h.to_owned(), format!("/{p}")))
-        .ok_or_else(|| VolInfoError::Invalid {
-            element: "brick".into(),
-            value: full.clone(),
-        })?;
+        .ok_or_else(|| VolInfoError::Invalid { element: "brick".into(), value: full.clone() })?;
     Ok(Brick {
         host,
         path: path.into_bytes(),
         host_uuid: uuid(n, "hostUuid")?,
-        is_arbiter: child(n, "isArbiter")
-            .and_then(|c| c.text())
-            .is_some_and(|t| t.trim() == "1"),
+        is_arbiter: child(n, "isArbiter").and_then(|c| c.text()).is_some_and(|t| t.trim() == "1"),
     })
 }
 
@@ -163,11 +137,7 @@ fn volume(v: roxmltree::Node<'_, '_>) -> Result<Volume, VolInfoError> {
     if vol.bricks.len() != vol.brick_count as usize {
         return Err(VolInfoError::Invalid {
             element: "brickCount".into(),
-            value: format!(
-                "{} (but {} <brick> elements)",
-                vol.brick_count,
-                vol.bricks.len()
-            ),
+            value: format!("{} (but {} <brick> elements)", vol.brick_count, vol.bricks.len()),
         });
     }
     Ok(vol)
@@ -190,18 +160,12 @@ pub fn parse(xml: &str) -> Result<Vec<Volume>, VolInfoError> {
     }
     let vols = child(root, "volInfo").ok_or_else(|| VolInfoError::Missing("volInfo".into()))?;
     let vols = child(vols, "volumes").ok_or_else(|| VolInfoError::Missing("volumes".into()))?;
-    vols.children()
-        .filter(|c| c.has_tag_name("volume"))
-        .map(volume)
-        .collect()
+    vols.children().filter(|c| c.has_tag_name("volume")).map(volume).collect()
 }
 
 /// Parses the output for one named volume.
 pub fn parse_one(xml: &str, name: &str) -> Result<Volume, VolInfoError> {
-    parse(xml)?
-        .into_iter()
-        .find(|v| v.name == name)
-        .ok_or_else(|| VolInfoError::NoSuchVolume(name.to_owned()))
+    parse(xml)?.into_iter().find(|v| v.name == name).ok_or_else(|| VolInfoError::NoSuchVolume(name.to_owned()))
 }
 
 #[cfg(test)]
@@ -259,10 +223,7 @@ mod tests {
         assert_eq!(v.subvolume_of(3), 1);
         assert_eq!(v.option("changelog.changelog"), Some("on"));
         assert!(v.is_started());
-        assert_eq!(
-            parse_one(SAMPLE, "nope"),
-            Err(VolInfoError::NoSuchVolume("nope".into()))
-        );
+        assert_eq!(parse_one(SAMPLE, "nope"), Err(VolInfoError::NoSuchVolume("nope".into())));
     }
 
     #[test]
@@ -270,19 +231,11 @@ mod tests {
         let e = parse(&SAMPLE.replace("<brickCount>4</brickCount>", "")).unwrap_err();
         assert_eq!(e, VolInfoError::Missing("brickCount".into()));
         let e = parse(&SAMPLE.replace("<replicaCount>2<", "<replicaCount>x<")).unwrap_err();
-        assert!(
-            matches!(e, VolInfoError::Invalid { ref element, .. } if element == "replicaCount"),
-            "{e}"
-        );
+        assert!(matches!(e, VolInfoError::Invalid { ref element, .. } if element == "replicaCount"), "{e}");
         let e = parse(&SAMPLE.replace("<brickCount>4<", "<brickCount>5<")).unwrap_err();
         assert!(e.to_string().contains("4 <brick> elements"), "{e}");
         let failed = "<cliOutput><opRet>-1</opRet><opErrno>30800</opErrno><opErrstr>Volume x does not exist</opErrstr></cliOutput>";
-        assert!(
-            parse(failed)
-                .unwrap_err()
-                .to_string()
-                .contains("does not exist")
-        );
+        assert!(parse(failed).unwrap_err().to_string().contains("does not exist"));
         assert!(matches!(parse("<not xml"), Err(VolInfoError::Xml(_))));
     }
 }

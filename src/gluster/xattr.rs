@@ -7,21 +7,13 @@ use super::uuid::{Uuid, UuidError};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum XattrError {
     #[error("{key}: expected {expected} bytes, found {found}")]
-    Length {
-        key: &'static str,
-        expected: &'static str,
-        found: usize,
-    },
+    Length { key: &'static str, expected: &'static str, found: usize },
     #[error("{key}: {reason}")]
     Invalid { key: &'static str, reason: String },
 }
 
 fn len_err(key: &'static str, expected: &'static str, found: usize) -> XattrError {
-    XattrError::Length {
-        key,
-        expected,
-        found,
-    }
+    XattrError::Length { key, expected, found }
 }
 
 /// A point in time as the marker and gsyncd store it: seconds and
@@ -48,13 +40,8 @@ impl XTime {
     }
 
     pub fn decode(b: &[u8]) -> Result<XTime, XattrError> {
-        let arr: [u8; 8] = b
-            .try_into()
-            .map_err(|_| len_err("xtime/stime", "8", b.len()))?;
-        Ok(XTime {
-            sec: be32(&arr[..4]),
-            usec: be32(&arr[4..]),
-        })
+        let arr: [u8; 8] = b.try_into().map_err(|_| len_err("xtime/stime", "8", b.len()))?;
+        Ok(XTime { sec: be32(&arr[..4]), usec: be32(&arr[4..]) })
     }
 }
 
@@ -103,19 +90,14 @@ impl VolumeMark {
         if b.len() != Self::NATIVE_LEN && b.len() != Self::FOREIGN_LEN {
             return Err(len_err("volume-mark", "27 or 31", b.len()));
         }
-        let uuid = Uuid::from_bytes(&b[2..18]).map_err(|e: UuidError| XattrError::Invalid {
-            key: "volume-mark",
-            reason: e.to_string(),
-        })?;
+        let uuid = Uuid::from_bytes(&b[2..18])
+            .map_err(|e: UuidError| XattrError::Invalid { key: "volume-mark", reason: e.to_string() })?;
         Ok(VolumeMark {
             major: b[0],
             minor: b[1],
             uuid,
             retval: b[18],
-            time: XTime {
-                sec: be32(&b[19..23]),
-                usec: be32(&b[23..27]),
-            },
+            time: XTime { sec: be32(&b[19..23]), usec: be32(&b[23..27]) },
             timeout: (b.len() == Self::FOREIGN_LEN).then(|| be32(&b[27..31])),
         })
     }
@@ -127,12 +109,7 @@ pub fn decode_node_uuids(b: &[u8]) -> Result<Vec<Uuid>, XattrError> {
     let text = b.strip_suffix(b"\0").unwrap_or(b);
     text.split(|&c| c == b' ')
         .filter(|s| !s.is_empty())
-        .map(|s| {
-            Uuid::parse(s).map_err(|e| XattrError::Invalid {
-                key: "node-uuid",
-                reason: e.to_string(),
-            })
-        })
+        .map(|s| Uuid::parse(s).map_err(|e| XattrError::Invalid { key: "node-uuid", reason: e.to_string() }))
         .collect()
 }
 
@@ -144,19 +121,14 @@ pub fn decode_htime(b: &[u8]) -> Result<(u64, u64), XattrError> {
     };
     let text = std::str::from_utf8(b.strip_suffix(b"\0").unwrap_or(b)).map_err(|_| invalid())?;
     let (ts, n) = text.split_once(':').ok_or_else(invalid)?;
-    Ok((
-        ts.parse().map_err(|_| invalid())?,
-        n.parse().map_err(|_| invalid())?,
-    ))
+    Ok((ts.parse().map_err(|_| invalid())?, n.parse().map_err(|_| invalid())?))
 }
 
 /// The canonical text of a GFID or UUID returned by a virtual xattr such as
 /// `glusterfs.gfid.string` (a trailing NUL is allowed).
 pub fn decode_uuid_string(b: &[u8]) -> Result<Uuid, XattrError> {
-    Uuid::parse(b.strip_suffix(b"\0").unwrap_or(b)).map_err(|e| XattrError::Invalid {
-        key: "glusterfs.gfid.string",
-        reason: e.to_string(),
-    })
+    Uuid::parse(b.strip_suffix(b"\0").unwrap_or(b))
+        .map_err(|e| XattrError::Invalid { key: "glusterfs.gfid.string", reason: e.to_string() })
 }
 
 /// Xattr key names.
@@ -214,10 +186,7 @@ mod tests {
         let t = XTime::new(0x0102_0304, 5);
         assert_eq!(t.encode(), [1, 2, 3, 4, 0, 0, 0, 5]);
         assert_eq!(XTime::decode(&t.encode()), Ok(t));
-        assert!(matches!(
-            XTime::decode(&[0; 7]),
-            Err(XattrError::Length { found: 7, .. })
-        ));
+        assert!(matches!(XTime::decode(&[0; 7]), Err(XattrError::Length { found: 7, .. })));
         assert!(XTime::new(5, 1) > XTime::new(4, 999_999));
     }
 
@@ -235,10 +204,7 @@ mod tests {
         assert_eq!(b.len(), 27);
         assert_eq!(&b[..3], &[1, 0, 7]);
         assert_eq!(VolumeMark::decode(&b), Ok(m));
-        let f = VolumeMark {
-            timeout: Some(1_700_000_120),
-            ..m
-        };
+        let f = VolumeMark { timeout: Some(1_700_000_120), ..m };
         let b = f.encode();
         assert_eq!(b.len(), 31);
         assert_eq!(&b[27..], &1_700_000_120u32.to_be_bytes());
@@ -248,10 +214,8 @@ mod tests {
 
     #[test]
     fn node_uuids_and_htime() {
-        let v = decode_node_uuids(
-            b"0b99ef11-4b79-4cd0-9730-b5a0e8c4a8c0 00000000-0000-0000-0000-000000000001\0",
-        )
-        .unwrap();
+        let v =
+            decode_node_uuids(b"0b99ef11-4b79-4cd0-9730-b5a0e8c4a8c0 00000000-0000-0000-0000-000000000001\0").unwrap();
         assert_eq!(v.len(), 2);
         assert_eq!(v[1], Uuid::ROOT);
         assert!(decode_node_uuids(b"nonsense\0").is_err());
@@ -269,10 +233,7 @@ mod tests {
             "trusted.glusterfs.aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa.bbbbbbbb-bbbb-bbbb-bbbb-bbbbbbbbbbbb.stime"
         );
         assert!(keys::entry_stime(&prefix).ends_with(".entry_stime"));
-        assert_eq!(
-            keys::xtime(&p),
-            "trusted.glusterfs.aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa.xtime"
-        );
+        assert_eq!(keys::xtime(&p), "trusted.glusterfs.aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa.xtime");
         assert!(keys::foreign_volume_mark(&p, true).starts_with("system.glusterfs.volume-mark."));
         assert!(keys::foreign_volume_mark(&p, false).starts_with("trusted.glusterfs.volume-mark."));
     }

@@ -77,18 +77,11 @@ fn run(cmd: &mut Command) -> Output {
 }
 
 fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
 fn glusterd_running() -> bool {
-    Command::new("pgrep")
-        .args(["-x", "glusterd"])
-        .output()
-        .is_ok_and(|o| o.status.success())
+    Command::new("pgrep").args(["-x", "glusterd"]).output().is_ok_and(|o| o.status.success())
 }
 
 fn pid_alive(pid: u32) -> bool {
@@ -97,11 +90,7 @@ fn pid_alive(pid: u32) -> bool {
 
 /// The pid that owns a harness name `gsyt<pid>x<n>`.
 fn owner_pid(name: &str) -> Option<u32> {
-    name.strip_prefix(VOLUME_PREFIX)?
-        .split('x')
-        .next()?
-        .parse()
-        .ok()
+    name.strip_prefix(VOLUME_PREFIX)?.split('x').next()?.parse().ok()
 }
 
 /// Mount points under `root` from /proc/mounts.
@@ -139,8 +128,7 @@ impl Cluster {
         };
         c.wait_for_glusterd();
         c.sweep();
-        fs::create_dir_all(&c.dir)
-            .unwrap_or_else(|e| panic!("cannot create {}: {e}", c.dir.display()));
+        fs::create_dir_all(&c.dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", c.dir.display()));
         c
     }
 
@@ -151,11 +139,7 @@ impl Cluster {
             if o.status.success() {
                 return;
             }
-            assert!(
-                Instant::now() < deadline,
-                "glusterd does not answer: {}",
-                text(&o)
-            );
+            assert!(Instant::now() < deadline, "glusterd does not answer: {}", text(&o));
             sleep(Duration::from_millis(300));
         }
     }
@@ -171,10 +155,7 @@ impl Cluster {
             if o.status.success() {
                 return Ok(last);
             }
-            if !(last.contains("Another transaction")
-                || last.contains("Locking failed")
-                || last.contains("is busy"))
-            {
+            if !(last.contains("Another transaction") || last.contains("Locking failed") || last.contains("is busy")) {
                 break;
             }
             sleep(Duration::from_millis(500));
@@ -196,11 +177,7 @@ impl Cluster {
             }
         }
         if let Ok(list) = self.gluster(&["volume", "list"]) {
-            for v in list
-                .lines()
-                .map(str::trim)
-                .filter(|v| v.starts_with(VOLUME_PREFIX))
-            {
+            for v in list.lines().map(str::trim).filter(|v| v.starts_with(VOLUME_PREFIX)) {
                 if owner_pid(v).is_some_and(|p| !pid_alive(p)) {
                     let _ = self.gluster(&["volume", "stop", v, "force"]);
                     let _ = self.gluster(&["volume", "delete", v]);
@@ -210,9 +187,7 @@ impl Cluster {
         if let Ok(rd) = fs::read_dir(BASE) {
             for e in rd.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
-                let owner = name
-                    .strip_prefix("run-")
-                    .and_then(|p| p.parse::<u32>().ok());
+                let owner = name.strip_prefix("run-").and_then(|p| p.parse::<u32>().ok());
                 if owner.is_some_and(|p| !pid_alive(p)) && mounts_under(&e.path()).is_empty() {
                     let _ = fs::remove_dir_all(e.path());
                 }
@@ -223,37 +198,20 @@ impl Cluster {
     /// Creates, configures, starts and mounts a volume.
     pub fn create_volume(&self, shape: Shape, side: Side) -> Volume {
         let n = self.counter.fetch_add(1, Ordering::SeqCst);
-        let name = format!(
-            "{VOLUME_PREFIX}{}x{n}{}",
-            std::process::id(),
-            if side == Side::Primary { "p" } else { "s" }
-        );
+        let name =
+            format!("{VOLUME_PREFIX}{}x{n}{}", std::process::id(), if side == Side::Primary { "p" } else { "s" });
         let vdir = self.dir.join(&name);
-        let bricks: Vec<PathBuf> = (0..shape.bricks())
-            .map(|i| vdir.join(format!("brick{i}")))
-            .collect();
+        let bricks: Vec<PathBuf> = (0..shape.bricks()).map(|i| vdir.join(format!("brick{i}"))).collect();
         for b in &bricks {
             fs::create_dir_all(b).unwrap_or_else(|e| panic!("cannot create {}: {e}", b.display()));
         }
         let mount = vdir.join("mnt");
-        fs::create_dir_all(&mount)
-            .unwrap_or_else(|e| panic!("cannot create {}: {e}", mount.display()));
-        let vol = Volume {
-            name: name.clone(),
-            shape,
-            bricks: bricks.clone(),
-            mount: mount.clone(),
-        };
+        fs::create_dir_all(&mount).unwrap_or_else(|e| panic!("cannot create {}: {e}", mount.display()));
+        let vol = Volume { name: name.clone(), shape, bricks: bricks.clone(), mount: mount.clone() };
         // Registered before creation so that drop cleans up a half-made volume.
-        self.volumes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(vol.clone());
+        self.volumes.lock().unwrap_or_else(|p| p.into_inner()).push(vol.clone());
 
-        let brick_args: Vec<String> = bricks
-            .iter()
-            .map(|b| format!("{}:{}", self.host, b.display()))
-            .collect();
+        let brick_args: Vec<String> = bricks.iter().map(|b| format!("{}:{}", self.host, b.display())).collect();
         let mut args: Vec<&str> = vec!["volume", "create", &name];
         if shape == Shape::DistRep2x2 {
             args.extend(["replica", "2"]);
@@ -262,17 +220,13 @@ impl Cluster {
         args.push("force");
         self.gluster(&args).unwrap_or_else(|e| panic!("{e}"));
         if side == Side::Primary {
-            for (k, v) in [
-                ("changelog.changelog", "on"),
-                ("changelog.rollover-time", "3"),
-                ("geo-replication.indexing", "on"),
-            ] {
-                self.gluster(&["volume", "set", &name, k, v])
-                    .unwrap_or_else(|e| panic!("{e}"));
+            for (k, v) in
+                [("changelog.changelog", "on"), ("changelog.rollover-time", "3"), ("geo-replication.indexing", "on")]
+            {
+                self.gluster(&["volume", "set", &name, k, v]).unwrap_or_else(|e| panic!("{e}"));
             }
         }
-        self.gluster(&["volume", "start", &name])
-            .unwrap_or_else(|e| panic!("{e}"));
+        self.gluster(&["volume", "start", &name]).unwrap_or_else(|e| panic!("{e}"));
         self.mount(&name, &mount);
         vol
     }
@@ -280,40 +234,22 @@ impl Cluster {
     fn mount(&self, name: &str, at: &Path) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let o = run(Command::new("mount")
-                .args(["-t", "glusterfs"])
-                .arg(format!("{}:/{name}", self.host))
-                .arg(at));
-            if o.status.success()
-                && fs::metadata(at).is_ok()
-                && mounts_under(at).contains(&at.to_path_buf())
-            {
+            let o = run(Command::new("mount").args(["-t", "glusterfs"]).arg(format!("{}:/{name}", self.host)).arg(at));
+            if o.status.success() && fs::metadata(at).is_ok() && mounts_under(at).contains(&at.to_path_buf()) {
                 return;
             }
             let _ = Command::new("umount").arg("-l").arg(at).status();
-            assert!(
-                Instant::now() < deadline,
-                "cannot mount {name} at {}: {}",
-                at.display(),
-                text(&o)
-            );
+            assert!(Instant::now() < deadline, "cannot mount {name} at {}: {}", at.display(), text(&o));
             sleep(Duration::from_millis(500));
         }
     }
 
     /// Everything this cluster created that still exists.
     fn leftovers(&self) -> Vec<String> {
-        let mut left: Vec<String> = mounts_under(&self.dir)
-            .iter()
-            .map(|m| format!("mount {}", m.display()))
-            .collect();
+        let mut left: Vec<String> = mounts_under(&self.dir).iter().map(|m| format!("mount {}", m.display())).collect();
         let me = format!("{VOLUME_PREFIX}{}x", std::process::id());
         if let Ok(list) = self.gluster(&["volume", "list"]) {
-            left.extend(
-                list.lines()
-                    .filter(|v| v.trim().starts_with(&me))
-                    .map(|v| format!("volume {}", v.trim())),
-            );
+            left.extend(list.lines().filter(|v| v.trim().starts_with(&me)).map(|v| format!("volume {}", v.trim())));
         }
         if self.dir.exists() {
             left.push(format!("directory {}", self.dir.display()));
@@ -332,14 +268,10 @@ impl Cluster {
             return Vec::new();
         }
         self.torn_down = true;
-        let vols: Vec<Volume> =
-            std::mem::take(&mut *self.volumes.lock().unwrap_or_else(|p| p.into_inner()));
+        let vols: Vec<Volume> = std::mem::take(&mut *self.volumes.lock().unwrap_or_else(|p| p.into_inner()));
         for v in vols.iter().rev() {
             if mounts_under(&v.mount).contains(&v.mount) {
-                let ok = Command::new("umount")
-                    .arg(&v.mount)
-                    .status()
-                    .is_ok_and(|s| s.success());
+                let ok = Command::new("umount").arg(&v.mount).status().is_ok_and(|s| s.success());
                 if !ok {
                     let _ = Command::new("umount").arg("-l").arg(&v.mount).status();
                 }

@@ -44,10 +44,7 @@ impl Fixture {
     pub fn cluster(&self) -> &Cluster {
         let _g = self.start.lock().unwrap_or_else(|p| p.into_inner());
         self.cluster.get_or_init(|| {
-            assert!(
-                is_root(),
-                "the real-cluster tests need root (glusterd, FUSE mounts)"
-            );
+            assert!(is_root(), "the real-cluster tests need root (glusterd, FUSE mounts)");
             Cluster::start()
         })
     }
@@ -79,12 +76,7 @@ impl Fixture {
         let mut pairs = self.pairs.lock().unwrap_or_else(|p| p.into_inner());
         pairs
             .entry(key)
-            .or_insert_with(|| {
-                (
-                    c.create_volume(shape, Side::Primary),
-                    c.create_volume(shape, Side::Secondary),
-                )
-            })
+            .or_insert_with(|| (c.create_volume(shape, Side::Primary), c.create_volume(shape, Side::Secondary)))
             .clone()
     }
 
@@ -134,10 +126,7 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<
         if let Some(v) = f() {
             return v;
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
         sleep(Duration::from_millis(200));
     }
 }

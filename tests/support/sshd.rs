@@ -31,9 +31,7 @@ fn keygen(path: &Path) {
 
 fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("cannot bind: {e}"));
-    l.local_addr()
-        .unwrap_or_else(|e| panic!("no local addr: {e}"))
-        .port()
+    l.local_addr().unwrap_or_else(|e| panic!("no local addr: {e}")).port()
 }
 
 impl Sshd {
@@ -47,10 +45,8 @@ impl Sshd {
         let client_key = dir.join("client_key");
         keygen(&host_key);
         keygen(&client_key);
-        let pubkey = fs::read_to_string(dir.join("client_key.pub"))
-            .unwrap_or_else(|e| panic!("no client key: {e}"));
-        fs::write(dir.join("authorized_keys"), pubkey)
-            .unwrap_or_else(|e| panic!("cannot write authorized_keys: {e}"));
+        let pubkey = fs::read_to_string(dir.join("client_key.pub")).unwrap_or_else(|e| panic!("no client key: {e}"));
+        fs::write(dir.join("authorized_keys"), pubkey).unwrap_or_else(|e| panic!("cannot write authorized_keys: {e}"));
 
         let mut last_err = String::new();
         for _ in 0..5 {
@@ -79,12 +75,7 @@ impl Sshd {
             let deadline = Instant::now() + Duration::from_secs(10);
             loop {
                 if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return Sshd {
-                        child,
-                        port,
-                        dir: dir.to_owned(),
-                        client_key,
-                    };
+                    return Sshd { child, port, dir: dir.to_owned(), client_key };
                 }
                 if let Ok(Some(status)) = child.try_wait() {
                     let mut err = String::new();
@@ -108,10 +99,7 @@ impl Sshd {
 
     /// ssh options that reach this sshd as root without prompts.
     pub fn ssh_options(&self) -> Vec<OsString> {
-        let mut v: Vec<OsString> = ["-p", &self.port.to_string(), "-i"]
-            .iter()
-            .map(OsString::from)
-            .collect();
+        let mut v: Vec<OsString> = ["-p", &self.port.to_string(), "-i"].iter().map(OsString::from).collect();
         v.push(self.client_key.clone().into_os_string());
         for o in [
             "-oBatchMode=yes",

@@ -19,33 +19,21 @@ pub struct Booted {
 fn ppid(pid: u32) -> Option<u32> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may hold spaces; fields after the last ')'.
-    stat.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
+    stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
 }
 
 fn cmdline(pid: u32) -> String {
-    fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
-        .unwrap_or_default()
+    fs::read(format!("/proc/{pid}/cmdline")).map(|b| String::from_utf8_lossy(&b).replace('\0', " ")).unwrap_or_default()
 }
 
 /// The container's init: a descendant of `root` running systemd.
 fn find_leader(root: u32) -> Option<u32> {
-    let pids: Vec<u32> = fs::read_dir("/proc")
-        .ok()?
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse().ok())
-        .collect();
+    let pids: Vec<u32> =
+        fs::read_dir("/proc").ok()?.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect();
     pids.into_iter().find(|&p| {
         let c = cmdline(p);
         (c.starts_with("/usr/lib/systemd/systemd ") || c.starts_with("/lib/systemd/systemd "))
-            && std::iter::successors(ppid(p), |&q| ppid(q))
-                .take(4)
-                .any(|a| a == root)
+            && std::iter::successors(ppid(p), |&q| ppid(q)).take(4).any(|a| a == root)
     })
 }
 
@@ -55,29 +43,17 @@ impl Booted {
     pub fn boot(binds: &[(&Path, &str)]) -> Booted {
         let machine = format!("gsyncd-test-{}", std::process::id());
         let mut cmd = Command::new("systemd-nspawn");
-        cmd.args([
-            "-D",
-            "/",
-            "--volatile=yes",
-            "--register=no",
-            "--keep-unit",
-            "--console=passive",
-        ])
-        .arg(format!("--machine={machine}"));
+        cmd.args(["-D", "/", "--volatile=yes", "--register=no", "--keep-unit", "--console=passive"])
+            .arg(format!("--machine={machine}"));
         for (host, inside) in binds {
             cmd.arg(format!("--bind-ro={}:{inside}", host.display()));
         }
-        cmd.args([
-            "--boot",
-            "systemd.unit=multi-user.target",
-            "systemd.firstboot=off",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap_or_else(|e| {
-            panic!("cannot run systemd-nspawn (package systemd-container): {e}")
-        });
+        cmd.args(["--boot", "systemd.unit=multi-user.target", "systemd.firstboot=off"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child =
+            cmd.spawn().unwrap_or_else(|e| panic!("cannot run systemd-nspawn (package systemd-container): {e}"));
         let deadline = Instant::now() + Duration::from_secs(60);
         let leader = loop {
             if let Some(l) = find_leader(child.id()) {
@@ -90,17 +66,10 @@ impl Booted {
                 }
                 panic!("systemd-nspawn exited with {st}: {err}");
             }
-            assert!(
-                Instant::now() < deadline,
-                "the container's systemd did not start"
-            );
+            assert!(Instant::now() < deadline, "the container's systemd did not start");
             sleep(Duration::from_millis(100));
         };
-        let b = Booted {
-            child,
-            leader,
-            machine,
-        };
+        let b = Booted { child, leader, machine };
         // "degraded" is fine: some units of the host do not start in a
         // container. Until the manager listens, systemctl answers nothing.
         let mut state = String::new();
@@ -137,10 +106,8 @@ impl Booted {
             let mut args = vec!["journalctl", "-o", "json", "--no-pager"];
             args.extend_from_slice(matches);
             let o = self.exec(&args);
-            let recs: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .filter_map(|l| serde_json::from_str(l).ok())
-                .collect();
+            let recs: Vec<serde_json::Value> =
+                String::from_utf8_lossy(&o.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
             if recs.len() >= min || Instant::now() > deadline {
                 return recs;
             }
@@ -152,9 +119,7 @@ impl Booted {
 impl Drop for Booted {
     fn drop(&mut self) {
         // SIGTERM asks nspawn to shut the container down cleanly.
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -169,8 +134,5 @@ impl Drop for Booted {
 
 /// Directory of the gsyncd binary under test.
 pub fn bin_dir() -> PathBuf {
-    Path::new(env!("CARGO_BIN_EXE_gsyncd"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default()
+    Path::new(env!("CARGO_BIN_EXE_gsyncd")).parent().map(Path::to_path_buf).unwrap_or_default()
 }

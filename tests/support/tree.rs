@@ -58,12 +58,7 @@ pub struct Difference {
 
 impl fmt::Display for Difference {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}: {}",
-            String::from_utf8_lossy(&self.path).escape_debug(),
-            self.what
-        )
+        write!(f, "{}: {}", String::from_utf8_lossy(&self.path).escape_debug(), self.what)
     }
 }
 
@@ -126,23 +121,14 @@ fn format_uuid(b: &[u8]) -> String {
     if h.len() != 32 {
         return format!("<{} bytes: {h}>", b.len());
     }
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
 }
 
 fn gfid(p: &Path, how: Gfids) -> Option<String> {
     match how {
         Gfids::Ignore => None,
         Gfids::Mount => Some(match xattr::get(p, "glusterfs.gfid.string") {
-            Ok(Some(v)) => String::from_utf8_lossy(&v)
-                .trim_end_matches('\0')
-                .to_owned(),
+            Ok(Some(v)) => String::from_utf8_lossy(&v).trim_end_matches('\0').to_owned(),
             Ok(None) => "<none>".into(),
             Err(e) => format!("<error {e}>"),
         }),
@@ -172,27 +158,14 @@ fn node(p: &Path, md: &fs::Metadata, o: &Options) -> Result<Node, String> {
         gid: md.gid(),
         mtime: (md.mtime(), md.mtime_nsec()),
         link: if ft.is_symlink() {
-            Some(
-                fs::read_link(p)
-                    .map_err(|e| format!("cannot readlink: {e}"))?
-                    .into_os_string()
-                    .into_encoded_bytes(),
-            )
+            Some(fs::read_link(p).map_err(|e| format!("cannot readlink: {e}"))?.into_os_string().into_encoded_bytes())
         } else {
             None
         },
-        hash: if ft.is_file() {
-            Some(hash_file(p)?)
-        } else {
-            None
-        },
+        hash: if ft.is_file() { Some(hash_file(p)?) } else { None },
         xattrs,
         gfid: gfid(p, o.gfids),
-        rdev: if ft.is_block_device() || ft.is_char_device() {
-            md.rdev()
-        } else {
-            0
-        },
+        rdev: if ft.is_block_device() || ft.is_char_device() { md.rdev() } else { 0 },
     })
 }
 
@@ -209,14 +182,7 @@ struct Walk<'a> {
 impl Walk<'_> {
     fn diff(&mut self, rel: &[u8], what: String) {
         if self.diffs.len() < self.o.limit {
-            self.diffs.push(Difference {
-                path: if rel.is_empty() {
-                    b".".to_vec()
-                } else {
-                    rel.to_vec()
-                },
-                what,
-            });
+            self.diffs.push(Difference { path: if rel.is_empty() { b".".to_vec() } else { rel.to_vec() }, what });
         }
     }
 
@@ -245,10 +211,7 @@ impl Walk<'_> {
         };
         for (side, md) in [(0, &ma), (1, &mb)] {
             if md.is_file() && md.nlink() > 1 {
-                self.links[side]
-                    .entry((md.dev(), md.ino()))
-                    .or_default()
-                    .insert(rel.to_vec());
+                self.links[side].entry((md.dev(), md.ino())).or_default().insert(rel.to_vec());
             }
         }
         if na.kind != nb.kind {
@@ -263,32 +226,14 @@ impl Walk<'_> {
             self.diff(rel, format!("mode: {:o} vs {:o}", na.mode, nb.mode));
         }
         if self.o.owners && (na.uid, na.gid) != (nb.uid, nb.gid) {
-            self.diff(
-                rel,
-                format!("owner: {}:{} vs {}:{}", na.uid, na.gid, nb.uid, nb.gid),
-            );
+            self.diff(rel, format!("owner: {}:{} vs {}:{}", na.uid, na.gid, nb.uid, nb.gid));
         }
         if self.o.mtimes && na.kind != "directory" && na.mtime != nb.mtime {
-            self.diff(
-                rel,
-                format!(
-                    "mtime: {}.{:09} vs {}.{:09}",
-                    na.mtime.0, na.mtime.1, nb.mtime.0, nb.mtime.1
-                ),
-            );
+            self.diff(rel, format!("mtime: {}.{:09} vs {}.{:09}", na.mtime.0, na.mtime.1, nb.mtime.0, nb.mtime.1));
         }
         if na.link != nb.link {
-            let show = |l: &Option<Vec<u8>>| {
-                String::from_utf8_lossy(l.as_deref().unwrap_or_default()).into_owned()
-            };
-            self.diff(
-                rel,
-                format!(
-                    "symlink target: {:?} vs {:?}",
-                    show(&na.link),
-                    show(&nb.link)
-                ),
-            );
+            let show = |l: &Option<Vec<u8>>| String::from_utf8_lossy(l.as_deref().unwrap_or_default()).into_owned();
+            self.diff(rel, format!("symlink target: {:?} vs {:?}", show(&na.link), show(&nb.link)));
         }
         if na.rdev != nb.rdev {
             self.diff(rel, format!("device: {:x} vs {:x}", na.rdev, nb.rdev));
@@ -298,9 +243,7 @@ impl Walk<'_> {
             for k in keys {
                 if na.xattrs.get(k) != nb.xattrs.get(k) {
                     let show = |v: Option<&Vec<u8>>| {
-                        v.map_or("<absent>".to_owned(), |v| {
-                            format!("{:?}", String::from_utf8_lossy(v))
-                        })
+                        v.map_or("<absent>".to_owned(), |v| format!("{:?}", String::from_utf8_lossy(v)))
                     };
                     self.diff(
                         rel,
@@ -315,14 +258,7 @@ impl Walk<'_> {
             }
         }
         if na.gfid != nb.gfid {
-            self.diff(
-                rel,
-                format!(
-                    "gfid: {} vs {}",
-                    na.gfid.unwrap_or_default(),
-                    nb.gfid.unwrap_or_default()
-                ),
-            );
+            self.diff(rel, format!("gfid: {} vs {}", na.gfid.unwrap_or_default(), nb.gfid.unwrap_or_default()));
         }
         if na.kind == "directory" {
             let la = self.list(a, rel);
@@ -345,21 +281,13 @@ impl Walk<'_> {
 
 /// Compares the trees under `left` and `right`; empty when they match.
 pub fn compare(left: &Path, right: &Path, o: &Options) -> Vec<Difference> {
-    let mut w = Walk {
-        o,
-        diffs: Vec::new(),
-        links: [BTreeMap::new(), BTreeMap::new()],
-    };
+    let mut w = Walk { o, diffs: Vec::new(), links: [BTreeMap::new(), BTreeMap::new()] };
     w.compare(left, right, b"");
-    let groups = |m: &LinkGroups| -> BTreeSet<BTreeSet<Vec<u8>>> {
-        m.values().filter(|g| g.len() > 1).cloned().collect()
-    };
+    let groups =
+        |m: &LinkGroups| -> BTreeSet<BTreeSet<Vec<u8>>> { m.values().filter(|g| g.len() > 1).cloned().collect() };
     let (ga, gb) = (groups(&w.links[0]), groups(&w.links[1]));
     let show = |g: &BTreeSet<Vec<u8>>| {
-        g.iter()
-            .map(|p| String::from_utf8_lossy(p).into_owned())
-            .collect::<Vec<_>>()
-            .join(" = ")
+        g.iter().map(|p| String::from_utf8_lossy(p).into_owned()).collect::<Vec<_>>().join(" = ")
     };
     for g in ga.difference(&gb) {
         let first = g.iter().next().cloned().unwrap_or_default();
@@ -375,13 +303,7 @@ pub fn compare(left: &Path, right: &Path, o: &Options) -> Vec<Difference> {
 /// Panics with a readable report when the trees differ.
 pub fn assert_same(left: &Path, right: &Path, o: &Options) {
     let d = compare(left, right, o);
-    assert!(
-        d.is_empty(),
-        "{} and {} differ:\n{}",
-        left.display(),
-        right.display(),
-        report(&d)
-    );
+    assert!(d.is_empty(), "{} and {} differ:\n{}", left.display(), right.display(), report(&d));
 }
 
 /// A path under `root` from relative bytes.

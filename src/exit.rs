@@ -25,6 +25,8 @@ pub enum Exit {
     /// An input file (changelog, HTIME index) is malformed; the message names
     /// file and byte offset.
     BadInput = 7,
+    /// `supervise` found the session already running (its pid file locked).
+    AlreadyRunning = 8,
     /// Wrong command-line usage (sysexits EX_USAGE).
     Usage = 64,
     /// A role or command that this build does not implement yet (sysexits EX_UNAVAILABLE).
@@ -33,7 +35,7 @@ pub enum Exit {
 
 impl Exit {
     /// Every code with its one-line meaning, in the order gsyncd(8) lists them.
-    pub const ALL: [(Exit, &'static str); 10] = [
+    pub const ALL: [(Exit, &'static str); 11] = [
         (Exit::Ok, "success"),
         (Exit::Failure, "runtime failure (I/O, a peer or child command failed)"),
         (Exit::UnknownOption, "unknown configuration option name"),
@@ -42,7 +44,8 @@ impl Exit {
         (Exit::BadConfigFile, "session file unreadable or malformed"),
         (Exit::NoSuchSession, "no session file for the named session"),
         (Exit::BadInput, "malformed input file (changelog, HTIME index)"),
-        (Exit::Usage, "command-line usage error"),
+        (Exit::AlreadyRunning, "the session is already running"),
+        (Exit::Usage, "command-line usage error (including a role started by hand)"),
         (Exit::Unavailable, "role or command not implemented in this build"),
     ];
 

@@ -10,6 +10,8 @@ pub mod exit;
 pub mod gluster;
 pub mod log;
 pub mod monitor;
+pub mod proto;
 pub mod secondary;
 pub mod supervisor;
+pub mod sys;
 pub mod worker;

@@ -12,6 +12,8 @@ use gsyncd::cmd::changelog::ShowError;
 use gsyncd::config::ConfigError;
 use gsyncd::exit::{Exit, HasExit, NotImplemented};
 use gsyncd::log::{self, LogSettings};
+use gsyncd::proto::ctl::LinkError;
+use gsyncd::supervisor::pidfile::PidFileError;
 
 fn role_name(c: &Command) -> &'static str {
     match c {
@@ -53,6 +55,12 @@ fn exit_for(err: &anyhow::Error) -> Exit {
         }
         if let Some(e) = cause.downcast_ref::<ShowError>() {
             return e.exit();
+        }
+        if let Some(PidFileError::Running { .. }) = cause.downcast_ref::<PidFileError>() {
+            return Exit::AlreadyRunning;
+        }
+        if let Some(LinkError::NoCtl(_)) = cause.downcast_ref::<LinkError>() {
+            return Exit::Usage;
         }
     }
     Exit::Failure

@@ -1,11 +1,172 @@
-//! The monitor: topology, worker plan per local brick, Active/Passive, status
-//! files. Not implemented yet (issue: end-to-end replication).
+//! The monitor: reads this node's glusterd UUID and the primary volume's
+//! topology, and tells the supervisor which bricks need an agent and a
+//! worker here; plans again on request (SIGHUP) and when the bricks change.
+//! Active/Passive and secondary-node choice come with the replication issue.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use tracing::{info, warn};
 
 use crate::cli::MonitorArgs;
-use crate::exit::NotImplemented;
+use crate::config::{self, Config};
+use crate::gluster::uuid::Uuid;
+use crate::gluster::volinfo;
+use crate::proto::Role;
+use crate::proto::ctl::{Link, Plan, PlannedBrick, ToChild, ToSupervisor};
 
-pub fn run(_config_dir: &Path, _args: &MonitorArgs) -> anyhow::Result<()> {
-    Err(NotImplemented("the monitor role").into())
+/// How often the topology is read again without being asked.
+pub const REPLAN_EVERY: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum MonitorError {
+    #[error("option primary is not set: set it with `gsyncd config set SESSION primary VOLUME`")]
+    NoPrimary,
+    #[error("cannot read this node's glusterd UUID from {}", .path.display())]
+    NodeUuid {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: no UUID= line", .0.display())]
+    NoUuidLine(PathBuf),
+    #[error("cannot run {}", .cmd)]
+    Gluster {
+        cmd: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{cmd} failed: {output}")]
+    GlusterFailed { cmd: String, output: String },
+    #[error(transparent)]
+    VolInfo(#[from] volinfo::VolInfoError),
+}
+
+fn opt(cfg: &Config, name: &str) -> String {
+    config::schema::spec(name).map(|s| cfg.expanded(s, &config::no_extra).to_string()).unwrap_or_default()
+}
+
+/// This node's glusterd UUID (`UUID=` in `<glusterd-workdir>/glusterd.info`).
+pub fn local_node_uuid(glusterd_workdir: &Path) -> Result<Uuid, MonitorError> {
+    let path = glusterd_workdir.join("glusterd.info");
+    let text =
+        std::fs::read_to_string(&path).map_err(|source| MonitorError::NodeUuid { path: path.clone(), source })?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("UUID="))
+        .and_then(|u| Uuid::parse_str(u.trim()).ok())
+        .ok_or(MonitorError::NoUuidLine(path))
+}
+
+/// `gluster --xml volume info <primary>` with the session's CLI settings.
+fn volume_info(cfg: &Config, primary: &str) -> Result<volinfo::Volume, MonitorError> {
+    let command = opt(cfg, "gluster-command");
+    let bin = if command.contains('/') {
+        PathBuf::from(&command)
+    } else {
+        Path::new(&opt(cfg, "gluster-command-dir")).join(&command)
+    };
+    let mut cmd = Command::new(&bin);
+    cmd.args(opt(cfg, "gluster-cli-options").split_whitespace()).args([
+        "--mode=script",
+        "--xml",
+        "volume",
+        "info",
+        primary,
+    ]);
+    let shown = format!("{} --xml volume info {primary}", bin.display());
+    let out = cmd.output().map_err(|source| MonitorError::Gluster { cmd: shown.clone(), source })?;
+    let xml = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() && !xml.contains("<cliOutput>") {
+        return Err(MonitorError::GlusterFailed {
+            cmd: shown,
+            output: format!("{}{}", xml.trim(), String::from_utf8_lossy(&out.stderr).trim()),
+        });
+    }
+    Ok(volinfo::parse_one(&xml, primary)?)
+}
+
+/// The bricks of `vol` served by `node`.
+pub fn plan_for(vol: &volinfo::Volume, node: &Uuid) -> Plan {
+    let bricks = vol
+        .bricks
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| b.host_uuid == *node)
+        .map(|(i, b)| PlannedBrick {
+            path: b.path.clone(),
+            subvol: u32::try_from(vol.subvolume_of(i)).unwrap_or(u32::MAX),
+        })
+        .collect();
+    Plan { bricks }
+}
+
+fn make_plan(cfg: &Config) -> Result<Plan, MonitorError> {
+    let primary = opt(cfg, "primary");
+    if primary.is_empty() {
+        return Err(MonitorError::NoPrimary);
+    }
+    let node = local_node_uuid(Path::new(&opt(cfg, "glusterd-workdir")))?;
+    let vol = volume_info(cfg, &primary)?;
+    if !vol.is_started() {
+        warn!(volume = %primary, status = %vol.status, "primary volume is not started");
+    }
+    Ok(plan_for(&vol, &node))
+}
+
+pub fn run(config_dir: &Path, args: &MonitorArgs) -> anyhow::Result<()> {
+    let link = Link::connect(Role::Monitor)?;
+    let mut cfg = match Config::load(config_dir, &args.session) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = link.send(&ToSupervisor::Fatal(e.to_string()));
+            return Err(e.into());
+        }
+    };
+    link.send(&ToSupervisor::Phase("reading the primary volume's topology".into()))?;
+    let plan = match make_plan(&cfg) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = link.send(&ToSupervisor::Fatal(e.to_string()));
+            return Err(e.into());
+        }
+    };
+    info!(bricks = plan.bricks.len(), "plan");
+    link.send(&ToSupervisor::Plan(plan.clone()))?;
+    link.send(&ToSupervisor::Ready)?;
+
+    // Supervisor messages arrive on a thread; the main thread replans.
+    let (tx, rx) = mpsc::channel();
+    let mut reader = link.try_clone_reader()?;
+    std::thread::Builder::new().name("ctl".into()).spawn(move || {
+        loop {
+            let m = crate::proto::recv::<ToChild>(&mut reader, crate::proto::ctl::MAX_CTL_FRAME, "supervisor");
+            let stop = !matches!(m, Ok(Some(ToChild::Replan)) | Ok(Some(ToChild::Config { .. })));
+            if tx.send(m.ok().flatten()).is_err() || stop {
+                return;
+            }
+        }
+    })?;
+    let mut current = plan;
+    loop {
+        match rx.recv_timeout(REPLAN_EVERY) {
+            Ok(Some(ToChild::Replan)) => {
+                if let Ok(c) = Config::load(config_dir, &args.session) {
+                    cfg = c;
+                }
+            }
+            Ok(Some(ToChild::Config { .. })) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Ok(Some(ToChild::Shutdown)) | Ok(None) | Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
+        }
+        match make_plan(&cfg) {
+            Ok(p) if p != current => {
+                info!(bricks = p.bricks.len(), "topology changed; new plan");
+                link.send(&ToSupervisor::Plan(p.clone()))?;
+                current = p;
+            }
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "cannot read the topology; keeping the current plan"),
+        }
+    }
 }

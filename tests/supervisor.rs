@@ -1,0 +1,300 @@
+//! The supervisor against a real primary volume, with systemd emulated by
+//! a notify socket (SO_PASSCRED, so every datagram's sender is known):
+//! readiness, status, watchdog cadence and its withholding while a child is
+//! stopped, restarts with backoff when children are killed, orphan-free
+//! death of the supervisor, the pid-file lock, and shutdown.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::fs;
+use std::io::IoSliceMut;
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg, setsockopt, sockopt};
+use nix::unistd::Pid;
+use support::cluster::Shape;
+use support::{Fixture, trial, wait_for};
+
+fn main() {
+    support::run(|fx| {
+        vec![
+            trial("notify_ready_status_watchdog_and_stopping", fx, notify_protocol),
+            trial("killed_children_restart_with_their_sibling", fx, children_restart),
+            trial("killed_supervisor_leaves_no_child", fx, supervisor_death),
+            trial("second_supervisor_for_a_session_is_refused", fx, second_supervisor),
+        ]
+    })
+}
+
+/// A session on the fixture's primary volume, in a private config dir.
+struct Session {
+    dir: tempfile::TempDir,
+    name: String,
+}
+
+impl Session {
+    fn new(fx: &Fixture, name: &str) -> Session {
+        let (p, _) = fx.pair(Shape::Single);
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        fs::write(
+            root.join(format!("{name}.toml")),
+            format!(
+                "primary = \"{}\"\nrun-dir = \"{}/run\"\nstate-dir = \"{}/state\"\nconnection-timeout = 20\n",
+                p.name,
+                root.display(),
+                root.display()
+            ),
+        )
+        .unwrap();
+        Session { dir, name: name.to_owned() }
+    }
+
+    fn log(&self) -> PathBuf {
+        self.dir.path().join("supervise.log")
+    }
+
+    fn log_text(&self) -> String {
+        fs::read_to_string(self.log()).unwrap_or_default()
+    }
+
+    /// `gsyncd supervise`, logging to a file, with extra environment.
+    fn start(&self, env: &[(&str, String)]) -> Child {
+        let log = fs::File::create(self.log()).unwrap();
+        let mut c = Command::new(env!("CARGO_BIN_EXE_gsyncd"));
+        c.args(["--log-level", "info", "--log-target", "stderr", "--config-dir"])
+            .arg(self.dir.path())
+            .args(["supervise", &self.name])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.spawn().unwrap()
+    }
+}
+
+/// Children of `parent` by role (from /proc).
+fn children(parent: u32) -> Vec<(u32, String)> {
+    let mut out = Vec::new();
+    for e in fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        let Some(ppid) = stat.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().nth(1)?.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if ppid != parent {
+            continue;
+        }
+        let cmd = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let args: Vec<String> = cmd.split(|&b| b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+        if let Some(role) = args.iter().find(|a| ["monitor", "agent", "worker"].contains(&a.as_str())) {
+            out.push((pid, role.clone()));
+        }
+    }
+    out
+}
+
+fn pid_of(parent: u32, role: &str) -> Option<u32> {
+    children(parent).into_iter().find(|(_, r)| r == role).map(|(p, _)| p)
+}
+
+fn alive(pid: u32) -> bool {
+    // A zombie is dead for our purposes.
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|s| !s.rsplit_once(')').is_some_and(|(_, r)| r.trim_start().starts_with('Z')))
+}
+
+fn stop(mut c: Child) -> std::process::ExitStatus {
+    let _ = kill(Pid::from_raw(c.id() as i32), Signal::SIGTERM);
+    c.wait().unwrap()
+}
+
+/// The emulated `NOTIFY_SOCKET`: each datagram with its sender's pid.
+struct Notify {
+    sock: UnixDatagram,
+    path: PathBuf,
+}
+
+impl Notify {
+    fn bind(dir: &Path) -> Notify {
+        let path = dir.join("notify.sock");
+        let sock = UnixDatagram::bind(&path).unwrap();
+        setsockopt(&sock.as_fd(), sockopt::PassCred, &true).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        Notify { sock, path }
+    }
+
+    fn recv(&self) -> Option<(u32, String, Instant)> {
+        let mut buf = [0u8; 4096];
+        let mut iov = [IoSliceMut::new(&mut buf)];
+        let mut cmsg = nix::cmsg_space!(nix::libc::ucred);
+        let msg =
+            recvmsg::<()>(std::os::fd::AsRawFd::as_raw_fd(&self.sock), &mut iov, Some(&mut cmsg), MsgFlags::empty())
+                .ok()?;
+        let pid = msg
+            .cmsgs()
+            .ok()?
+            .find_map(|c| match c {
+                ControlMessageOwned::ScmCredentials(cred) => Some(cred.pid() as u32),
+                _ => None,
+            })
+            .unwrap_or(0);
+        let n = msg.bytes;
+        Some((pid, String::from_utf8_lossy(&buf[..n]).into_owned(), Instant::now()))
+    }
+
+    /// Receives until `pred` holds for a datagram, or panics after `timeout`.
+    fn until(&self, timeout: Duration, log: &mut Vec<(u32, String, Instant)>, pred: impl Fn(&str) -> bool) -> Instant {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(d) = self.recv() {
+                let hit = pred(&d.1);
+                let t = d.2;
+                log.push(d);
+                if hit {
+                    return t;
+                }
+            }
+        }
+        panic!("no matching notification within {timeout:?}; got: {:#?}", log.iter().map(|d| &d.1).collect::<Vec<_>>());
+    }
+}
+
+fn notify_protocol(fx: &Fixture) {
+    let s = Session::new(fx, "notify");
+    let n = Notify::bind(s.dir.path());
+    let wd = Duration::from_secs(2);
+    let child =
+        s.start(&[("NOTIFY_SOCKET", n.path.display().to_string()), ("WATCHDOG_USEC", wd.as_micros().to_string())]);
+    let sup = child.id();
+    let mut log = Vec::new();
+    n.until(Duration::from_secs(60), &mut log, |m| m.lines().any(|l| l == "READY=1"));
+    // A few watchdog periods of steady state.
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(5) {
+        if let Some(d) = n.recv() {
+            log.push(d);
+        }
+    }
+    let pings: Vec<Instant> = log.iter().filter(|d| d.1.contains("WATCHDOG=1")).map(|d| d.2).collect();
+    assert!(pings.len() >= 4, "only {} watchdog pings in 5 s", pings.len());
+    for w in pings.windows(2) {
+        let gap = w[1] - w[0];
+        assert!(gap <= wd / 2 + Duration::from_millis(150), "watchdog gap {gap:?} exceeds half of {wd:?}");
+    }
+    let statuses: Vec<&str> = log.iter().filter_map(|d| d.1.lines().find_map(|l| l.strip_prefix("STATUS="))).collect();
+    assert!(statuses.len() >= 2, "STATUS did not change: {statuses:?}");
+    assert!(statuses.iter().any(|s| s.starts_with("1 worker: 1 running; 0 faulty")), "{statuses:?}");
+
+    // A stopped worker: pings stop within the watchdog interval...
+    let worker = pid_of(sup, "worker").expect("a worker");
+    kill(Pid::from_raw(worker as i32), Signal::SIGSTOP).unwrap();
+    let stopped_at = Instant::now();
+    let mut after = Vec::new();
+    while stopped_at.elapsed() < wd * 2 {
+        if let Some(d) = n.recv() {
+            after.push(d);
+        }
+    }
+    let late: Vec<Duration> =
+        after.iter().filter(|d| d.1.contains("WATCHDOG=1")).map(|d| d.2 - stopped_at).filter(|t| *t > wd).collect();
+    assert!(late.is_empty(), "watchdog pinged {late:?} after the worker stopped");
+    // ...and resume once it runs again.
+    kill(Pid::from_raw(worker as i32), Signal::SIGCONT).unwrap();
+    n.until(wd * 3, &mut log, |m| m.contains("WATCHDOG=1"));
+
+    // Only the supervisor ever spoke.
+    for (pid, text, _) in log.iter().chain(after.iter()) {
+        assert_eq!(*pid, sup, "datagram {text:?} came from pid {pid}, not the supervisor");
+    }
+    let _ = kill(Pid::from_raw(sup as i32), Signal::SIGTERM);
+    n.until(Duration::from_secs(10), &mut log, |m| m.contains("STOPPING=1"));
+    let mut child = child;
+    let st = child.wait().unwrap();
+    assert!(st.success(), "supervisor exited with {st}: {}", s.log_text());
+    assert!(children(sup).is_empty());
+    assert!(!alive(worker), "worker {worker} outlived the supervisor");
+}
+
+fn children_restart(fx: &Fixture) {
+    let s = Session::new(fx, "faults");
+    let child = s.start(&[]);
+    let sup = child.id();
+    let ready = |role: &str| wait_for(Duration::from_secs(60), role, || pid_of(sup, role));
+    let (m, a, w) = (ready("monitor"), ready("agent"), ready("worker"));
+    wait_for(Duration::from_secs(30), "all ready", || s.log_text().contains("all children ready").then_some(()));
+
+    // The worker dies: it and its agent come back, the monitor stays.
+    kill(Pid::from_raw(w as i32), Signal::SIGKILL).unwrap();
+    let w2 = wait_for(Duration::from_secs(30), "a new worker", || pid_of(sup, "worker").filter(|p| *p != w));
+    let a2 = wait_for(Duration::from_secs(30), "a new agent", || pid_of(sup, "agent").filter(|p| *p != a));
+    assert!(!alive(a), "the old agent {a} survived its worker");
+    assert_eq!(pid_of(sup, "monitor"), Some(m));
+    let log = s.log_text();
+    assert!(log.contains("child exited; restarting after backoff") && log.contains("restart_in_ms"), "{log}");
+
+    // The agent dies: its worker goes with it.
+    kill(Pid::from_raw(a2 as i32), Signal::SIGKILL).unwrap();
+    wait_for(Duration::from_secs(30), "a third worker", || pid_of(sup, "worker").filter(|p| *p != w2));
+    // The second failure in a row waits longer (backoff grows).
+    let delays: Vec<u64> = s
+        .log_text()
+        .lines()
+        .filter_map(|l| l.split("restart_in_ms=").nth(1)?.split_whitespace().next()?.parse().ok())
+        .collect();
+    assert!(delays.len() >= 2, "{delays:?}");
+
+    // The monitor dies: only it restarts.
+    let (a3, w3) = (pid_of(sup, "agent").unwrap(), pid_of(sup, "worker").unwrap());
+    kill(Pid::from_raw(m as i32), Signal::SIGKILL).unwrap();
+    wait_for(Duration::from_secs(30), "a new monitor", || pid_of(sup, "monitor").filter(|p| *p != m));
+    assert_eq!((pid_of(sup, "agent"), pid_of(sup, "worker")), (Some(a3), Some(w3)));
+    assert!(stop(child).success(), "{}", s.log_text());
+}
+
+fn supervisor_death(fx: &Fixture) {
+    let s = Session::new(fx, "orphans");
+    let mut child = s.start(&[]);
+    let sup = child.id();
+    for role in ["monitor", "agent", "worker"] {
+        wait_for(Duration::from_secs(60), role, || pid_of(sup, role));
+    }
+    let kids: Vec<u32> = children(sup).into_iter().map(|(p, _)| p).collect();
+    kill(Pid::from_raw(sup as i32), Signal::SIGKILL).unwrap();
+    let _ = child.wait();
+    let t = Instant::now();
+    wait_for(Duration::from_secs(2), "every child to die with the supervisor", || {
+        kids.iter().all(|p| !alive(*p)).then_some(())
+    });
+    eprintln!("children gone {:?} after the supervisor was killed", t.elapsed());
+}
+
+fn second_supervisor(fx: &Fixture) {
+    let s = Session::new(fx, "twice");
+    let first = s.start(&[]);
+    let sup = first.id();
+    wait_for(Duration::from_secs(60), "the monitor", || pid_of(sup, "monitor"));
+    let out = Command::new(env!("CARGO_BIN_EXE_gsyncd"))
+        .args(["--config-dir"])
+        .arg(s.dir.path())
+        .args(["supervise", &s.name])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(8), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("session is already running (pid {sup}")), "{err}");
+    let pidfile = s.dir.path().join("run/monitor.pid");
+    assert_eq!(fs::read_to_string(&pidfile).unwrap(), format!("{sup}\n"));
+    assert!(stop(first).success());
+    assert!(!pidfile.exists(), "the pid file outlived the supervisor");
+}

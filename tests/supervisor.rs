@@ -29,6 +29,7 @@ fn main() {
             trial("killed_children_restart_with_their_sibling", fx, children_restart),
             trial("killed_supervisor_leaves_no_child", fx, supervisor_death),
             trial("second_supervisor_for_a_session_is_refused", fx, second_supervisor),
+            trial("sighup_restarts_only_children_whose_options_changed", fx, sighup_reload),
         ]
     })
 }
@@ -297,4 +298,40 @@ fn second_supervisor(fx: &Fixture) {
     assert_eq!(fs::read_to_string(&pidfile).unwrap(), format!("{sup}\n"));
     assert!(stop(first).success());
     assert!(!pidfile.exists(), "the pid file outlived the supervisor");
+}
+
+fn sighup_reload(fx: &Fixture) {
+    let s = Session::new(fx, "reload");
+    let child = s.start(&[]);
+    let sup = child.id();
+    wait_for(Duration::from_secs(60), "all ready", || s.log_text().contains("all children ready").then_some(()));
+    let (m, a, w) = (pid_of(sup, "monitor").unwrap(), pid_of(sup, "agent").unwrap(), pid_of(sup, "worker").unwrap());
+    let set = |name: &str, value: &str| {
+        let o = Command::new(env!("CARGO_BIN_EXE_gsyncd"))
+            .arg("--config-dir")
+            .arg(s.dir.path())
+            .args(["config", "set", &s.name, name, value])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    let hup = || kill(Pid::from_raw(sup as i32), Signal::SIGHUP).unwrap();
+
+    // A worker-only option: the worker (and, as a pair, its agent) restart;
+    // the monitor does not.
+    set("sync-jobs", "5");
+    hup();
+    let w2 = wait_for(Duration::from_secs(30), "a new worker", || pid_of(sup, "worker").filter(|p| *p != w));
+    assert_eq!(pid_of(sup, "monitor"), Some(m), "the monitor restarted for a worker option");
+    // The pair restarts together.
+    wait_for(Duration::from_secs(30), "a new agent", || pid_of(sup, "agent").filter(|p| *p != a));
+
+    // A checkpoint is read while running: nothing restarts.
+    let (a2, w2) = (pid_of(sup, "agent").unwrap(), pid_of(sup, "worker").unwrap_or(w2));
+    set("checkpoint", "now");
+    hup();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!((pid_of(sup, "monitor"), pid_of(sup, "agent"), pid_of(sup, "worker")), (Some(m), Some(a2), Some(w2)));
+    assert!(s.log_text().contains("options changed; restarting"), "{}", s.log_text());
+    assert!(stop(child).success(), "{}", s.log_text());
 }

@@ -56,12 +56,19 @@ impl Fixture {
         self.sshd.get_or_init(|| Sshd::start(&dir))
     }
 
-    /// A booted systemd with the gsyncd binary under test at /opt/gsyncd/gsyncd.
+    /// A booted systemd with the gsyncd binary under test at
+    /// /opt/gsyncd/gsyncd and the repository's units at /opt/gsyncd-units.
     pub fn systemd(&self) -> &Booted {
         let _g = self.start.lock().unwrap_or_else(|p| p.into_inner());
         self.systemd.get_or_init(|| {
             assert!(is_root(), "booting systemd in a container needs root");
-            Booted::boot(&[(&systemd::bin_dir(), "/opt/gsyncd")])
+            let units = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("units");
+            Booted::boot(&[
+                (&systemd::bin_dir(), "/opt/gsyncd"),
+                (&units, "/opt/gsyncd-units"),
+                // The monitor reads this node's glusterd UUID.
+                (std::path::Path::new("/var/lib/glusterd"), "/var/lib/glusterd"),
+            ])
         })
     }
 

@@ -48,6 +48,10 @@ impl Booted {
         for (host, inside) in binds {
             cmd.arg(format!("--bind-ro={}:{inside}", host.display()));
         }
+        // The unit's BindPaths=/dev/fuse needs the device inside.
+        if Path::new("/dev/fuse").exists() {
+            cmd.arg("--bind=/dev/fuse");
+        }
         cmd.args(["--boot", "systemd.unit=multi-user.target", "systemd.firstboot=off"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -91,6 +95,30 @@ impl Booted {
             .args(args)
             .output()
             .unwrap_or_else(|e| panic!("cannot run nsenter: {e}"))
+    }
+
+    /// Writes a file inside the container.
+    pub fn write(&self, path: &str, content: &str) {
+        let o = self.exec(&[
+            "sh",
+            "-c",
+            &format!("mkdir -p \"$(dirname '{path}')\" && cat > '{path}' <<'GSYNCD_EOF'\n{content}GSYNCD_EOF\n"),
+        ]);
+        assert!(o.status.success(), "cannot write {path}: {}", String::from_utf8_lossy(&o.stderr));
+    }
+
+    /// `systemctl show UNIT -p NAME` values.
+    pub fn show(&self, unit: &str, props: &[&str]) -> std::collections::HashMap<String, String> {
+        let mut args = vec!["systemctl", "show", unit];
+        for p in props {
+            args.extend(["-p", p]);
+        }
+        let o = self.exec(&args);
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect()
     }
 
     /// Journal records matching `matches` (journalctl's FIELD=VALUE terms),

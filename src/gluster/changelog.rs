@@ -308,183 +308,135 @@ fn ascii_entry(s: &[u8], at: usize) -> Result<EntryRef<'_>, (usize, Problem)> {
     Ok(EntryRef { parent, name })
 }
 
-/// Parses one ASCII record at the start of `b`.
-fn parse_ascii<'a>(b: &'a [u8], h: &Header) -> Result<Step<'a>, (usize, Problem)> {
-    let mut c = Cur { b, at: 1 };
-    let Some(&ty) = b.first() else {
-        return Ok(Step::Incomplete);
-    };
-    if !matches!(ty, b'D' | b'M' | b'E') {
-        return Err((0, Problem::UnknownType(ty)));
-    }
-    let Some(g) = c.take(CANONICAL_LEN) else {
-        return Ok(Step::Incomplete);
-    };
-    let gfid = Uuid::parse(g).map_err(|_| (1, Problem::BadGfid))?;
-    let Some(end) = c.field() else {
-        return Ok(Step::Incomplete);
-    };
-    if !end.is_empty() {
-        return Err((1 + CANONICAL_LEN, Problem::MissingTerminator));
-    }
-    macro_rules! field {
-        () => {{
-            let at = c.at;
-            match c.field() {
-                Some(f) => (f, at),
-                None => return Ok(Step::Incomplete),
-            }
-        }};
-    }
-    let rec = match ty {
-        b'D' => RecordRef::Data { gfid },
-        b'M' => {
-            let (f, at) = field!();
-            RecordRef::Meta { gfid, fop: Fop(num(f, at)?) }
-        }
-        _ => {
-            let (f, at) = field!();
-            let fop = Fop(num(f, at)?);
-            let shape = entry_shape(fop).ok_or((at, Problem::UnknownEntryFop(fop.0)))?;
-            let args = match shape {
-                Shape::New => {
-                    let (m, mat) = field!();
-                    let (u, uat) = field!();
-                    let (g, gat) = field!();
-                    let (e, eat) = field!();
-                    EntryArgs::New {
-                        mode: num(m, mat)?,
-                        uid: num(u, uat)?,
-                        gid: num(g, gat)?,
-                        entry: ascii_entry(e, eat)?,
-                    }
-                }
-                Shape::Delete => {
-                    let (e, eat) = field!();
-                    let entry = ascii_entry(e, eat)?;
-                    let path: &[u8] = if h.has_delete_path() {
-                        let (p, pat) = field!();
-                        if p.is_empty() {
-                            // No path captured: the translator writes an
-                            // extra NUL in its place.
-                            match c.take(1) {
-                                Some([0]) => {}
-                                Some(_) => return Err((pat + 1, Problem::MissingTerminator)),
-                                None => return Ok(Step::Incomplete),
-                            }
-                        }
-                        p
-                    } else {
-                        b""
-                    };
-                    EntryArgs::Delete { entry, path }
-                }
-                Shape::Rename => {
-                    let (f1, a1) = field!();
-                    let (f2, a2) = field!();
-                    EntryArgs::Rename { from: ascii_entry(f1, a1)?, to: ascii_entry(f2, a2)? }
-                }
-                Shape::Link => {
-                    let (e, eat) = field!();
-                    EntryArgs::Link { entry: ascii_entry(e, eat)? }
-                }
-            };
-            RecordRef::Entry { gfid, fop, args }
-        }
-    };
-    Ok(Step::Record(rec, c.at))
+/// A field decoded, `None` when the buffer ends before it does, or an
+/// error at an offset within the record.
+type Got<T> = Result<Option<T>, (usize, Problem)>;
+
+/// How one encoding writes the fields of a record. Both encodings share the
+/// record layout ([`parse_record`]); only these differ.
+trait Fields {
+    /// The record's GFID, right after the type byte.
+    fn gfid(c: &mut Cur<'_>) -> Got<Gfid>;
+    /// An integer field with its NUL.
+    fn int(c: &mut Cur<'_>) -> Got<u32>;
+    /// A `<parent gfid>/<name>` field with its NUL.
+    fn entry<'a>(c: &mut Cur<'a>) -> Got<EntryRef<'a>>;
 }
 
-/// Parses one binary record at the start of `b`: the type byte, 16 raw GFID
-/// bytes, then the same NUL-terminated fields as the ASCII form except that
-/// integers are native-endian 4-byte values and a parent GFID is 16 raw
-/// bytes followed by `/`.
-fn parse_binary<'a>(b: &'a [u8], h: &Header) -> Result<Step<'a>, (usize, Problem)> {
-    let Some(&ty) = b.first() else {
-        return Ok(Step::Incomplete);
-    };
+/// Encoding 2: canonical GFIDs, decimal numbers.
+struct Ascii;
+/// Encoding 1: 16 raw GFID bytes, native-endian 4-byte integers.
+struct Binary;
+
+impl Fields for Ascii {
+    fn gfid(c: &mut Cur<'_>) -> Got<Gfid> {
+        let at = c.at;
+        let Some(g) = c.take(CANONICAL_LEN) else { return Ok(None) };
+        Uuid::parse(g).map(Some).map_err(|_| (at, Problem::BadGfid))
+    }
+    fn int(c: &mut Cur<'_>) -> Got<u32> {
+        let at = c.at;
+        let Some(f) = c.field() else { return Ok(None) };
+        num(f, at).map(Some)
+    }
+    fn entry<'a>(c: &mut Cur<'a>) -> Got<EntryRef<'a>> {
+        let at = c.at;
+        let Some(f) = c.field() else { return Ok(None) };
+        ascii_entry(f, at).map(Some)
+    }
+}
+
+impl Fields for Binary {
+    fn gfid(c: &mut Cur<'_>) -> Got<Gfid> {
+        let at = c.at;
+        let Some(g) = c.take(16) else { return Ok(None) };
+        Uuid::from_bytes(g).map(Some).map_err(|_| (at, Problem::BadGfid))
+    }
+    fn int(c: &mut Cur<'_>) -> Got<u32> {
+        let at = c.at;
+        match c.take(5) {
+            Some(s) if s[4] == 0 => Ok(Some(u32::from_ne_bytes([s[0], s[1], s[2], s[3]]))),
+            Some(_) => Err((at + 4, Problem::MissingTerminator)),
+            None => Ok(None),
+        }
+    }
+    fn entry<'a>(c: &mut Cur<'a>) -> Got<EntryRef<'a>> {
+        let at = c.at;
+        let Some(p) = c.take(17) else { return Ok(None) };
+        let parent = Uuid::from_bytes(&p[..16]).map_err(|_| (at, Problem::BadGfid))?;
+        if p[16] != b'/' {
+            return Err((at + 16, Problem::BadEntry(String::from_utf8_lossy(p).into_owned())));
+        }
+        let Some(name) = c.field() else { return Ok(None) };
+        if name.is_empty() || name.contains(&b'/') {
+            return Err((at + 17, Problem::BadEntry(String::from_utf8_lossy(name).into_owned())));
+        }
+        Ok(Some(EntryRef { parent, name }))
+    }
+}
+
+/// The deleted-path field of a v1.2 UNLINK/RMDIR: a NUL-terminated path, or,
+/// when no path was captured, an empty field and the extra NUL the
+/// translator writes in its place.
+fn delete_path<'a>(c: &mut Cur<'a>) -> Got<&'a [u8]> {
+    let at = c.at;
+    let Some(p) = c.field() else { return Ok(None) };
+    if p.is_empty() {
+        match c.take(1) {
+            Some([0]) => {}
+            Some(_) => return Err((at + 1, Problem::MissingTerminator)),
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(p))
+}
+
+/// Parses one record at the start of `b`: the type byte, the GFID, a NUL,
+/// then the fields of the record kind and fop, each NUL-terminated.
+fn parse_record<'a, F: Fields>(b: &'a [u8], h: &Header) -> Result<Step<'a>, (usize, Problem)> {
+    macro_rules! need {
+        ($e:expr) => {
+            match $e? {
+                Some(v) => v,
+                None => return Ok(Step::Incomplete),
+            }
+        };
+    }
+    let Some(&ty) = b.first() else { return Ok(Step::Incomplete) };
     if !matches!(ty, b'D' | b'M' | b'E') {
         return Err((0, Problem::UnknownType(ty)));
     }
     let mut c = Cur { b, at: 1 };
-    let Some(g) = c.take(16) else {
-        return Ok(Step::Incomplete);
-    };
-    let gfid = Uuid::from_bytes(g).map_err(|_| (1, Problem::BadGfid))?;
-    let Some(end) = c.take(1) else {
-        return Ok(Step::Incomplete);
-    };
-    if end != [0] {
-        return Err((17, Problem::MissingTerminator));
-    }
-    macro_rules! int {
-        () => {{
-            let at = c.at;
-            match c.take(5) {
-                Some(s) if s[4] == 0 => u32::from_ne_bytes([s[0], s[1], s[2], s[3]]),
-                Some(_) => return Err((at + 4, Problem::MissingTerminator)),
-                None => return Ok(Step::Incomplete),
-            }
-        }};
-    }
-    macro_rules! entry {
-        () => {{
-            let at = c.at;
-            let Some(p) = c.take(17) else {
-                return Ok(Step::Incomplete);
-            };
-            let parent = Uuid::from_bytes(&p[..16]).map_err(|_| (at, Problem::BadGfid))?;
-            if p[16] != b'/' {
-                return Err((at + 16, Problem::BadEntry(String::from_utf8_lossy(p).into_owned())));
-            }
-            let Some(name) = c.field() else {
-                return Ok(Step::Incomplete);
-            };
-            if name.is_empty() || name.contains(&b'/') {
-                return Err((at + 17, Problem::BadEntry(String::from_utf8_lossy(name).into_owned())));
-            }
-            EntryRef { parent, name }
-        }};
+    let gfid = need!(F::gfid(&mut c));
+    match c.take(1) {
+        Some([0]) => {}
+        Some(_) => return Err((c.at - 1, Problem::MissingTerminator)),
+        None => return Ok(Step::Incomplete),
     }
     let rec = match ty {
         b'D' => RecordRef::Data { gfid },
-        b'M' => RecordRef::Meta { gfid, fop: Fop(int!()) },
+        b'M' => RecordRef::Meta { gfid, fop: Fop(need!(F::int(&mut c))) },
         _ => {
             let at = c.at;
-            let fop = Fop(int!());
+            let fop = Fop(need!(F::int(&mut c)));
             let shape = entry_shape(fop).ok_or((at, Problem::UnknownEntryFop(fop.0)))?;
             let args = match shape {
                 Shape::New => {
-                    let mode = int!();
-                    let uid = int!();
-                    let gid = int!();
-                    EntryArgs::New { mode, uid, gid, entry: entry!() }
+                    let mode = need!(F::int(&mut c));
+                    let uid = need!(F::int(&mut c));
+                    let gid = need!(F::int(&mut c));
+                    EntryArgs::New { mode, uid, gid, entry: need!(F::entry(&mut c)) }
                 }
                 Shape::Delete => {
-                    let entry = entry!();
-                    let path: &[u8] = if h.has_delete_path() {
-                        let pat = c.at;
-                        let Some(p) = c.field() else {
-                            return Ok(Step::Incomplete);
-                        };
-                        if p.is_empty() {
-                            match c.take(1) {
-                                Some([0]) => {}
-                                Some(_) => return Err((pat + 1, Problem::MissingTerminator)),
-                                None => return Ok(Step::Incomplete),
-                            }
-                        }
-                        p
-                    } else {
-                        b""
-                    };
+                    let entry = need!(F::entry(&mut c));
+                    let path: &[u8] = if h.has_delete_path() { need!(delete_path(&mut c)) } else { b"" };
                     EntryArgs::Delete { entry, path }
                 }
                 Shape::Rename => {
-                    let from = entry!();
-                    EntryArgs::Rename { from, to: entry!() }
+                    let from = need!(F::entry(&mut c));
+                    EntryArgs::Rename { from, to: need!(F::entry(&mut c)) }
                 }
-                Shape::Link => EntryArgs::Link { entry: entry!() },
+                Shape::Link => EntryArgs::Link { entry: need!(F::entry(&mut c)) },
             };
             RecordRef::Entry { gfid, fop, args }
         }
@@ -613,8 +565,8 @@ impl<R: Read> Reader<R> {
         }
         let avail = &self.buf[self.start..self.end];
         let step = match self.header.encoding {
-            Encoding::Ascii => parse_ascii(avail, &self.header),
-            Encoding::Binary => parse_binary(avail, &self.header),
+            Encoding::Ascii => parse_record::<Ascii>(avail, &self.header),
+            Encoding::Binary => parse_record::<Binary>(avail, &self.header),
         };
         match step {
             Ok(Step::Record(r, used)) => {

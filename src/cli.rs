@@ -66,6 +66,10 @@ pub enum Command {
     #[command(subcommand)]
     Changelog(ChangelogCmd),
 
+    /// Unmount and remove GlusterFS mounts and mountpoints that a dead gsyncd
+    /// (or the reference daemon) left behind.
+    CleanupMounts(CleanupMountsArgs),
+
     /// Run a session: the main process of gsyncd@<session>.service.
     #[command(hide = true)]
     Supervise(SuperviseArgs),
@@ -135,6 +139,16 @@ pub struct ChangelogShowArgs {
     /// One JSON object per record (JSON Lines), with the changelog's time.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CleanupMountsArgs {
+    /// Only this session's run directory; without it, every session's under
+    /// /run/gsyncd and the reference's /tmp/gsyncd-aux-mount-*.
+    pub session: Option<String>,
+    /// Report what would be removed, change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

@@ -19,6 +19,7 @@ fn role_name(c: &Command) -> &'static str {
     match c {
         Command::Config(_) => "config",
         Command::Changelog(_) => "changelog",
+        Command::CleanupMounts(_) => "cleanup-mounts",
         Command::Supervise(_) => "supervise",
         Command::Monitor(_) => "monitor",
         Command::Agent(_) => "agent",
@@ -40,6 +41,7 @@ fn session_of(c: &Command) -> Option<&str> {
         Command::Agent(a) => Some(&a.session),
         Command::Worker(a) => Some(&a.brick.session),
         Command::Secondary(_) | Command::Changelog(_) => None,
+        Command::CleanupMounts(a) => a.session.as_deref(),
         Command::SshGate(a) => a.session.as_deref(),
     }
 }

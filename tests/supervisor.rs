@@ -30,6 +30,7 @@ fn main() {
             trial("killed_supervisor_leaves_no_child", fx, supervisor_death),
             trial("second_supervisor_for_a_session_is_refused", fx, second_supervisor),
             trial("sighup_restarts_only_children_whose_options_changed", fx, sighup_reload),
+            trial("stale_mounts_are_swept_at_start_and_by_cleanup_mounts", fx, stale_mounts),
         ]
     })
 }
@@ -334,4 +335,62 @@ fn sighup_reload(fx: &Fixture) {
     assert_eq!((pid_of(sup, "monitor"), pid_of(sup, "agent"), pid_of(sup, "worker")), (Some(m), Some(a2), Some(w2)));
     assert!(s.log_text().contains("options changed; restarting"), "{}", s.log_text());
     assert!(stop(child).success(), "{}", s.log_text());
+}
+
+/// Mounts the primary at `at` and kills its glusterfs client, as a worker
+/// killed with SIGKILL would leave it.
+fn stale_mount(fx: &Fixture, at: &Path) {
+    let (p, _) = fx.pair(Shape::Single);
+    fs::create_dir_all(at).unwrap();
+    let st = Command::new("mount")
+        .args(["-t", "glusterfs"])
+        .arg(format!("{}:/{}", support::cluster::brick_host(), p.name))
+        .arg(at)
+        .status()
+        .unwrap();
+    assert!(st.success(), "cannot mount at {}", at.display());
+    let client = wait_for(Duration::from_secs(10), "the glusterfs client", || {
+        let o = Command::new("pgrep").args(["-f", &format!("glusterfs.* {}$", at.display())]).output().ok()?;
+        String::from_utf8_lossy(&o.stdout).lines().next()?.trim().parse::<i32>().ok()
+    });
+    kill(Pid::from_raw(client), Signal::SIGKILL).unwrap();
+    wait_for(Duration::from_secs(10), "the mount to go stale", || {
+        (fs::metadata(at).err()?.raw_os_error() == Some(nix::libc::ENOTCONN)).then_some(())
+    });
+}
+
+fn mounted(at: &Path) -> bool {
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(at.to_str().unwrap()))
+}
+
+fn stale_mounts(fx: &Fixture) {
+    let s = Session::new(fx, "sweep");
+    let mnt = s.dir.path().join("run/mnt");
+    // pid 4194305 is above the kernel's limit: its owner is surely gone.
+    let a = mnt.join("bricks-b1.4194305");
+    stale_mount(fx, &a);
+    let gsyncd = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_gsyncd")).arg("--config-dir").arg(s.dir.path()).args(args).output().unwrap()
+    };
+    // A dry run reports and leaves it.
+    let o = gsyncd(&["cleanup-mounts", "sweep", "--dry-run"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("stale glusterfs mount (dry run)"), "{o:?}");
+    assert!(mounted(&a));
+    // The supervisor sweeps it when it starts.
+    let child = s.start(&[]);
+    wait_for(Duration::from_secs(30), "the start-up sweep", || (!mounted(&a) && !a.exists()).then_some(()));
+    assert!(stop(child).success(), "{}", s.log_text());
+    assert!(s.log_text().contains("stale glusterfs mount: unmounted and removed"), "{}", s.log_text());
+    // And cleanup-mounts does the same on demand.
+    let b = mnt.join("bricks-b2.4194305");
+    stale_mount(fx, &b);
+    let o = gsyncd(&["cleanup-mounts", "sweep"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!mounted(&b) && !b.exists());
+    let o = gsyncd(&["cleanup-mounts", "sweep"]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "nothing to clean up\n");
 }

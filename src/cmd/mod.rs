@@ -2,6 +2,7 @@
 //! rooms; this module only dispatches to them.
 
 pub mod changelog;
+pub mod cleanup;
 pub mod config;
 
 use crate::cli::{Cli, Command};
@@ -12,6 +13,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Config(c) => config::run(&config_dir, c),
         Command::Changelog(c) => changelog::run(c),
+        Command::CleanupMounts(a) => cleanup::run(&config_dir, &a),
         Command::Supervise(a) => crate::supervisor::run(&config_dir, &a),
         Command::Monitor(a) => crate::monitor::run(&config_dir, &a),
         Command::Agent(a) => crate::agent::run(&config_dir, &a),

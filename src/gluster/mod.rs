@@ -6,6 +6,7 @@ pub mod changelog;
 pub mod escape;
 pub mod fop;
 pub mod htime;
+pub mod mount;
 pub mod newfile;
 pub mod uuid;
 pub mod volinfo;

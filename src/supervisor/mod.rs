@@ -660,9 +660,12 @@ fn kill_process_group_except_self() {
 }
 
 /// Removes mounts and mountpoints under the run dir that a dead process
-/// left behind (the helper room logs each one).
+/// left behind (each one is logged).
 fn sweep_stale_mounts(run_dir: &Path) {
-    let _ = run_dir;
+    let found = crate::gluster::mount::sweep(&[crate::gluster::mount::SweepRoot::all(run_dir.join("mnt"))], false);
+    if !found.is_empty() {
+        info!(count = found.len(), "swept stale mounts left by an earlier run");
+    }
 }
 
 fn heartbeat_for(watchdog: Option<Duration>) -> Duration {

@@ -181,6 +181,8 @@ fn notify_protocol(fx: &Fixture) {
     let sup = child.id();
     let mut log = Vec::new();
     n.until(Duration::from_secs(60), &mut log, |m| m.lines().any(|l| l == "READY=1"));
+    // While bricks start, the start timeout is extended.
+    assert!(log.iter().any(|d| d.1.contains("EXTEND_TIMEOUT_USEC=")), "{log:?}");
     // A few watchdog periods of steady state.
     let t0 = Instant::now();
     while t0.elapsed() < Duration::from_secs(5) {

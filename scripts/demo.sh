@@ -108,18 +108,31 @@ for i in $(seq 1 20); do echo "file $i" > "$DEMO/mnt/primary/demo/docs/f$i.txt";
 ln -sf docs/f1.txt "$DEMO/mnt/primary/demo/link"
 sleep 4
 n=$(find "$DEMO/bricks/$PV/.glusterfs/changelogs" -name 'CHANGELOG.*' | wc -l)
-echo "   the primary brick has rolled over $n changelog(s) recording those writes"
+echo "   the primary brick has rolled over $n changelog(s) recording those writes:"
+"$GSYNCD" changelog show "$DEMO/bricks/$PV" | grep -v '^#' | head -8 | sed 's/^/   /'
+
+echo "== running the session's process tree for a few seconds"
+"$GSYNCD" --log-target stderr supervise "$SESSION" > /dev/null 2> "$DEMO/supervise.log" &
+sup=$!
+for _ in $(seq 50); do grep -q "all children ready" "$DEMO/supervise.log" 2>/dev/null && break; sleep 0.2; done
+ps --forest -o pid,args -p "$sup" --ppid "$sup" | sed "s/^/   /" || true
+grep -E "status|ready" "$DEMO/supervise.log" | sed 's/^/   /' | tail -6
+kill -TERM "$sup"; wait "$sup" || true
+echo "   supervisor stopped (SIGTERM); log: $DEMO/supervise.log"
 
 cat <<EOF
 
 == what works in this version
    - session configuration: gsyncd config get|set|reset|import (see man/gsyncd-config.8)
+   - gsyncd changelog show: the primary brick's changelogs, record by record
+   - the supervisor: monitor, per-brick agent and worker, restarts, systemd notify/watchdog
+     (units/gsyncd@.service), stale-mount cleanup (gsyncd cleanup-mounts)
    - the loopback cluster above: primary $PV (changelogs on) and secondary $SV,
      mounted at $DEMO/mnt/primary and $DEMO/mnt/secondary
 == still missing (later issues)
-   - the replication itself: supervisor, monitor, changelog agent, worker, secondary server;
-     'gsyncd supervise $SESSION' answers "not implemented yet" (exit 69)
-   - 'gsyncd create', status, systemd unit and packages
+   - the replication itself: agents and workers run their lifecycle but do not sync yet;
+     the secondary server and the ssh gate answer "not implemented yet" (exit 69)
+   - 'gsyncd create', 'gsyncd status' and packages
 
 Remove everything with: $0 --down
 EOF

@@ -387,12 +387,24 @@ fn stale_mounts(fx: &Fixture) {
     wait_for(Duration::from_secs(30), "the start-up sweep", || (!mounted(&a) && !a.exists()).then_some(()));
     assert!(stop(child).success(), "{}", s.log_text());
     assert!(s.log_text().contains("stale glusterfs mount: unmounted and removed"), "{}", s.log_text());
-    // And cleanup-mounts does the same on demand.
+    // And cleanup-mounts does the same on demand, leaving a live mount alone.
     let b = mnt.join("bricks-b2.4194305");
     stale_mount(fx, &b);
+    let live = mnt.join(format!("bricks-live.{}", std::process::id()));
+    fs::create_dir_all(&live).unwrap();
+    let (p, _) = fx.pair(Shape::Single);
+    let st = Command::new("mount")
+        .args(["-t", "glusterfs"])
+        .arg(format!("{}:/{}", support::cluster::brick_host(), p.name))
+        .arg(&live)
+        .status()
+        .unwrap();
+    assert!(st.success());
     let o = gsyncd(&["cleanup-mounts", "sweep"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(!mounted(&b) && !b.exists());
+    assert!(mounted(&live) && fs::read_dir(&live).is_ok(), "the live mount was touched");
     let o = gsyncd(&["cleanup-mounts", "sweep"]);
     assert_eq!(String::from_utf8_lossy(&o.stdout), "nothing to clean up\n");
+    let _ = Command::new("umount").arg(&live).status();
 }

@@ -4,9 +4,11 @@
 //! `/tmp/gsyncd-aux-mount-*`, are lazily unmounted and removed.
 //!
 //! A mount is stale when no `glusterfs` client process serves it (the
-//! client's last argument is its mount point). A served mount is left
-//! alone, even if slow: it belongs to a live process. The check never
-//! `stat`s a mount, since that can hang on a wedged FUSE server.
+//! client's last argument is its mount point, as given to `mount`). A served
+//! mount is left alone, even if it answers ENOTCONN (its bricks may be down
+//! for a moment) or does not answer at all: it belongs to a live process. The
+//! check reads only /proc and never `stat`s a mount, since that blocks on a
+//! wedged FUSE server.
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;
@@ -86,8 +88,13 @@ pub fn owner_pid(name: &OsStr) -> Option<i32> {
     std::str::from_utf8(&b[dot + 1..]).ok()?.parse().ok().filter(|p| *p > 0)
 }
 
+/// Whether a process exists and is not a zombie (a killed owner can stay a
+/// zombie for a while, and is gone for our purposes).
 fn pid_alive(pid: i32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
+    fs::read(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.iter().rposition(|&b| b == b')').and_then(|i| s.get(i + 2).copied()))
+        .is_some_and(|state| state != b'Z' && state != b'X')
 }
 
 /// What the sweep found and did about one path.
@@ -147,7 +154,8 @@ pub fn sweep(roots: &[SweepRoot], dry_run: bool) -> Vec<SweepAction> {
                 let result = if dry_run {
                     Ok(())
                 } else {
-                    nix::mount::umount2(&path, nix::mount::MntFlags::MNT_DETACH)
+                    // NOFOLLOW: a symlink planted at the mountpoint is not followed.
+                    nix::mount::umount2(&path, nix::mount::MntFlags::MNT_DETACH | nix::mount::MntFlags::UMOUNT_NOFOLLOW)
                         .map_err(|e| format!("umount: {e}"))
                         .and_then(|()| fs::remove_dir(&path).map_err(|e| format!("rmdir: {e}")))
                 };

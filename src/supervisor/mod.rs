@@ -31,6 +31,10 @@ use pidfile::PidFile;
 
 /// How long children get to exit after SIGTERM before SIGKILL.
 pub const STOP_GRACE: Duration = Duration::from_secs(10);
+/// How long a new child gets to send its hello.
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a write to a child's ctl socket may block.
+pub const CTL_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SuperviseError {
@@ -274,14 +278,20 @@ impl Supervisor {
         let mut s = ours;
         let id = self.next_id;
         self.next_id += 1;
+        // Bounded: a child that hangs before its hello must not hang the
+        // supervisor; writes too, so a stopped child cannot block shutdown.
+        s.set_read_timeout(Some(HELLO_TIMEOUT)).map_err(spawn_err)?;
+        s.set_write_timeout(Some(CTL_WRITE_TIMEOUT)).map_err(spawn_err)?;
         let hello = proto::handshake(&mut s, Role::Supervisor, kind.role(), &label).and_then(|_| {
             let ms = u64::try_from(self.heartbeat.as_millis()).unwrap_or(u64::MAX);
             proto::send(&mut s, &ToChild::Config { heartbeat_ms: ms }, ctl::MAX_CTL_FRAME, &label)
         });
         if let Err(e) = hello {
-            // The child is reaped on SIGCHLD and the unit restarted with backoff.
-            warn!(child = %label, pid = pid.as_raw(), error = %e, "child failed its hello");
+            // Killed, it is reaped on SIGCHLD and the unit restarts with backoff.
+            warn!(child = %label, pid = pid.as_raw(), error = %e, "child failed its hello; killing it");
+            let _ = kill(pid, Signal::SIGKILL);
         }
+        s.set_read_timeout(None).map_err(spawn_err)?;
         let reader_stream = s.try_clone().map_err(spawn_err)?;
         let tx = self.events.clone();
         let peer = label.clone();

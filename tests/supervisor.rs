@@ -256,7 +256,11 @@ fn children_restart(fx: &Fixture) {
         .lines()
         .filter_map(|l| l.split("restart_in_ms=").nth(1)?.split_whitespace().next()?.parse().ok())
         .collect();
-    assert!(delays.len() >= 2, "{delays:?}");
+    // One failure of a pair counts once (the sibling stopped on purpose does
+    // not count again), and the second failure waits longer than the first.
+    assert_eq!(delays.len(), 2, "{delays:?}\n{}", s.log_text());
+    assert!(delays[1] > delays[0], "{delays:?}");
+    assert!(s.log_text().contains("sibling exited"), "{}", s.log_text());
 
     // The monitor dies: only it restarts.
     let (a3, w3) = (pid_of(sup, "agent").unwrap(), pid_of(sup, "worker").unwrap());

@@ -452,6 +452,12 @@ impl Supervisor {
             info!(child = %kind.label(), status = %status, "exited");
             return;
         }
+        if unit.state.restart_at().is_some() {
+            // The sibling of a failed child, stopped on purpose: the unit's
+            // failure is already counted and its restart scheduled.
+            info!(child = %kind.label(), status = %status, "sibling exited");
+            return;
+        }
         let now = Instant::now();
         let delay = unit.backoff.on_failure(p.started, now);
         unit.restarts += 1;
@@ -484,9 +490,16 @@ impl Supervisor {
             let Some(u) = self.unit_mut(key.as_deref()) else { continue };
             if let Some(at) = u.state.restart_at()
                 && at <= now
-                && u.procs.is_empty()
             {
-                self.start_unit(key.as_deref());
+                if u.procs.is_empty() {
+                    self.start_unit(key.as_deref());
+                } else {
+                    // A sibling that ignored SIGTERM until the restart time.
+                    for (k, p) in &u.procs {
+                        warn!(child = %k.label(), pid = p.pid.as_raw(), "sibling did not stop; killing");
+                        let _ = kill(p.pid, Signal::SIGKILL);
+                    }
+                }
                 continue;
             }
             if u.state == State::Initializing {

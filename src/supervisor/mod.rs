@@ -31,6 +31,8 @@ use pidfile::PidFile;
 
 /// How long children get to exit after SIGTERM before SIGKILL.
 pub const STOP_GRACE: Duration = Duration::from_secs(10);
+/// How long children restarted for new options get to stop.
+pub const RELOAD_GRACE: Duration = Duration::from_secs(2);
 /// How long a new child gets to send its hello.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a write to a child's ctl socket may block.
@@ -589,16 +591,20 @@ impl Supervisor {
         match Config::load(&self.config_dir, &self.session) {
             Err(e) => error!(error = %e, "reload failed; keeping the running configuration"),
             Ok(new) => {
-                for role in [Role::Monitor, Role::Agent, Role::Worker] {
-                    if fingerprint(&self.cfg, role) != fingerprint(&new, role) {
-                        info!(role = %role, "options changed; restarting");
-                        for u in std::iter::once(&mut self.monitor).chain(self.bricks.values_mut()) {
-                            for (k, p) in &u.procs {
-                                if k.role() == role {
-                                    let _ = kill(p.pid, Signal::SIGTERM);
-                                }
-                            }
+                let changed: Vec<Role> = [Role::Monitor, Role::Agent, Role::Worker]
+                    .into_iter()
+                    .filter(|r| fingerprint(&self.cfg, *r) != fingerprint(&new, *r))
+                    .collect();
+                // A restart for new options is not a failure: the unit is
+                // stopped and scheduled at once, without backoff.
+                let at = Instant::now() + RELOAD_GRACE;
+                for u in std::iter::once(&mut self.monitor).chain(self.bricks.values_mut()) {
+                    if u.kinds.iter().any(|k| changed.contains(&k.role())) && !u.procs.is_empty() {
+                        info!(unit = %u.label(), "options changed; restarting");
+                        for p in u.procs.values() {
+                            let _ = kill(p.pid, Signal::SIGTERM);
                         }
+                        u.state = State::Retrying { at };
                     }
                 }
                 self.cfg = new;

@@ -3,6 +3,8 @@
 //! line splits on single spaces. Names are bytes; anything else passes
 //! through unchanged.
 
+use super::uuid::hex_val;
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("bad escape at byte {offset} of {text:?}")]
 pub struct EscapeError {
@@ -28,15 +30,6 @@ pub fn escape(name: &[u8]) -> Vec<u8> {
     v
 }
 
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
 /// Reverses [`escape`]. Any `%XX` hex escape is decoded (either case); a `%`
 /// not followed by two hex digits is an error.
 pub fn unescape(s: &[u8]) -> Result<Vec<u8>, EscapeError> {
@@ -46,7 +39,7 @@ pub fn unescape(s: &[u8]) -> Result<Vec<u8>, EscapeError> {
         if s[i] == b'%' {
             let v = s
                 .get(i + 1..i + 3)
-                .and_then(|h| Some(hex(h[0])? << 4 | hex(h[1])?))
+                .and_then(|h| Some(hex_val(h[0])? << 4 | hex_val(h[1])?))
                 .ok_or_else(|| EscapeError { offset: i, text: String::from_utf8_lossy(s).into_owned() })?;
             out.push(v);
             i += 3;

@@ -24,7 +24,8 @@ pub enum UuidError {
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
-fn hex_val(b: u8) -> Option<u8> {
+/// The value of one hex digit, either case.
+pub(crate) fn hex_val(b: u8) -> Option<u8> {
     match b {
         b'0'..=b'9' => Some(b - b'0'),
         b'a'..=b'f' => Some(b - b'a' + 10),

@@ -80,8 +80,16 @@ fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
+/// Whether a glusterd runs. Zombies do not count: where PID 1 does not
+/// reap, a stopped glusterd stays in the process table.
 fn glusterd_running() -> bool {
-    Command::new("pgrep").args(["-x", "glusterd"]).output().is_ok_and(|o| o.status.success())
+    let Ok(o) = Command::new("pgrep").args(["-x", "glusterd"]).output() else { return false };
+    String::from_utf8_lossy(&o.stdout).lines().any(|pid| {
+        fs::read_to_string(format!("/proc/{}/stat", pid.trim()))
+            .ok()
+            .and_then(|s| s.rsplit_once(')').map(|(_, r)| r.trim_start().chars().next()))
+            .is_some_and(|state| state != Some('Z') && state != Some('X'))
+    })
 }
 
 fn pid_alive(pid: u32) -> bool {
@@ -110,15 +118,8 @@ impl Cluster {
     pub fn start() -> Cluster {
         let pid = std::process::id();
         let dir = Path::new(BASE).join(format!("run-{pid}"));
-        let started_glusterd = if glusterd_running() {
-            false
-        } else {
-            let o = run(Command::new("glusterd").args(["--log-level", "WARNING"]));
-            assert!(o.status.success(), "glusterd did not start: {}", text(&o));
-            true
-        };
-        let c = Cluster {
-            started_glusterd,
+        let mut c = Cluster {
+            started_glusterd: false,
             dir,
             host: brick_host(),
             volumes: Mutex::new(Vec::new()),
@@ -126,18 +127,26 @@ impl Cluster {
             cli_lock: Mutex::new(()),
             counter: AtomicUsize::new(0),
         };
-        c.wait_for_glusterd();
+        c.started_glusterd = c.ensure_glusterd();
         c.sweep();
         fs::create_dir_all(&c.dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", c.dir.display()));
         c
     }
 
-    fn wait_for_glusterd(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
+    /// Makes sure a glusterd answers, starting one if none runs (also when
+    /// one was just stopping as we looked). Returns whether we started it.
+    fn ensure_glusterd(&self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(45);
+        let mut started = false;
         loop {
             let o = run(Command::new("gluster").args(["--mode=script", "volume", "list"]));
             if o.status.success() {
-                return;
+                return started;
+            }
+            if !glusterd_running() {
+                let s = run(Command::new("glusterd").args(["--log-level", "WARNING"]));
+                assert!(s.status.success(), "glusterd did not start: {}", text(&s));
+                started = true;
             }
             assert!(Instant::now() < deadline, "glusterd does not answer: {}", text(&o));
             sleep(Duration::from_millis(300));
@@ -292,11 +301,20 @@ impl Cluster {
         let _ = fs::remove_dir(BASE);
         let left = self.leftovers();
         if self.started_glusterd {
-            // glusterd, and the brick and self-heal daemons it started.
-            for p in ["glusterd", "glusterfsd", "glustershd"] {
+            // glusterd, and the brick and self-heal daemons it started; wait
+            // until they are gone, so the next test binary does not find a
+            // glusterd that is about to exit.
+            for p in ["glusterd", "glusterfsd"] {
                 let _ = Command::new("pkill").args(["-x", p]).status();
             }
             let _ = Command::new("pkill").args(["-f", "glustershd"]).status();
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while glusterd_running() && Instant::now() < deadline {
+                sleep(Duration::from_millis(100));
+            }
+            if glusterd_running() {
+                let _ = Command::new("pkill").args(["-KILL", "-x", "glusterd"]).status();
+            }
         }
         left
     }

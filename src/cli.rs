@@ -94,6 +94,10 @@ pub enum Command {
     /// and the matching rsync or tar receive.
     #[command(hide = true)]
     SshGate(SshGateArgs),
+
+    /// Removes an aux mount whose maker died before removing it.
+    #[command(hide = true)]
+    MountGuard(MountGuardArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -282,6 +286,34 @@ pub struct SecondaryArgs {
     pub use_rsync_xattrs: bool,
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub primary_dist_count: u32,
+    /// Requests served at once.
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub sync_jobs: u32,
+    /// Seconds that mounting the secondary volume and entering it may take.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub connection_timeout: u64,
+    /// Log file of the aux mount's glusterfs client (default under
+    /// /var/log/glusterfs/geo-replication-secondaries/).
+    #[arg(long, value_name = "PATH")]
+    pub secondary_gluster_log_file: Option<PathBuf>,
+    /// glusterd's working directory, for this node's UUID.
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/glusterd")]
+    pub glusterd_workdir: PathBuf,
+}
+
+/// Cleans up an aux mount if the process that made it dies before it could
+/// (see gluster::auxmount). Reads its parent's messages on fd 3.
+#[derive(Debug, Args)]
+pub struct MountGuardArgs {
+    /// The mount was made by glusterd's mountbroker: unmount through it.
+    #[arg(long)]
+    pub broker: bool,
+    /// Directory of the gluster program (with --broker).
+    #[arg(long, value_name = "DIR", default_value = "/usr/sbin")]
+    pub command_dir: PathBuf,
+    /// Extra gluster CLI option (with --broker); repeatable.
+    #[arg(long = "cli-option", value_name = "OPT")]
+    pub cli_options: Vec<String>,
 }
 
 #[derive(Debug, Args)]

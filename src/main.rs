@@ -26,6 +26,7 @@ fn role_name(c: &Command) -> &'static str {
         Command::Worker(_) => "worker",
         Command::Secondary(_) => "secondary",
         Command::SshGate(_) => "ssh-gate",
+        Command::MountGuard(_) => "mount-guard",
     }
 }
 
@@ -40,7 +41,7 @@ fn session_of(c: &Command) -> Option<&str> {
         Command::Monitor(a) => Some(&a.session),
         Command::Agent(a) => Some(&a.session),
         Command::Worker(a) => Some(&a.brick.session),
-        Command::Secondary(_) | Command::Changelog(_) => None,
+        Command::Secondary(_) | Command::Changelog(_) | Command::MountGuard(_) => None,
         Command::CleanupMounts(a) => a.session.as_deref(),
         Command::SshGate(a) => a.session.as_deref(),
     }
@@ -88,7 +89,10 @@ fn main() -> ExitCode {
         cli_level: cli.global.log_level,
         // Operator commands speak through stdout/stderr; their log is quiet
         // unless asked.
-        session_level: matches!(role, "config" | "changelog").then_some("WARNING"),
+        session_level: match &cli.command {
+            Command::Secondary(a) => a.secondary_log_level.as_deref(),
+            _ => matches!(role, "config" | "changelog").then_some("WARNING"),
+        },
         target: cli.global.log_target,
         role,
         session: session.as_deref(),

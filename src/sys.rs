@@ -34,11 +34,26 @@ pub fn take_inherited_fd(fd: RawFd) -> io::Result<OwnedFd> {
 /// number, every other inherited fd closed at exec, and the parent-death
 /// signal set to SIGTERM, so that no child outlives its supervisor.
 pub fn spawn_with_fds(cmd: &mut Command, fds: &[(&OwnedFd, RawFd)]) -> io::Result<Child> {
+    spawn_placed(cmd, fds, false)
+}
+
+/// Like [`spawn_with_fds`], but the child is meant to outlive this process:
+/// no parent-death signal, and a session of its own, so that signals to our
+/// process group or session (a closed ssh connection) do not reach it.
+pub fn spawn_detached_with_fds(cmd: &mut Command, fds: &[(&OwnedFd, RawFd)]) -> io::Result<Child> {
+    spawn_placed(cmd, fds, true)
+}
+
+fn spawn_placed(cmd: &mut Command, fds: &[(&OwnedFd, RawFd)], detach: bool) -> io::Result<Child> {
+    if fds.len() > 8 {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "at most 8 fds can be placed"));
+    }
     let pairs: Vec<(RawFd, RawFd)> = fds.iter().map(|(f, t)| (f.as_raw_fd(), *t)).collect();
     let first_free = pairs.iter().map(|(_, t)| *t + 1).max().unwrap_or(3).max(3);
     // SAFETY: the closure runs in the forked child before exec and only makes
     // async-signal-safe system calls (fcntl, dup2, prctl, close_range) on
-    // plain integers captured by value; it allocates nothing and takes no lock.
+    // plain integers captured by value (setsid too); it allocates nothing and
+    // takes no lock. At most 8 pairs are placed, checked above.
     unsafe {
         cmd.pre_exec(move || {
             // Move sources out of the way first so that placing one fd cannot
@@ -68,7 +83,11 @@ pub fn spawn_with_fds(cmd: &mut Command, fds: &[(&OwnedFd, RawFd)]) -> io::Resul
             {
                 return Err(io::Error::last_os_error());
             }
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong, 0, 0, 0) < 0 {
+            if detach {
+                if libc::setsid() < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            } else if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong, 0, 0, 0) < 0 {
                 return Err(io::Error::last_os_error());
             }
             Ok(())

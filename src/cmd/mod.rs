@@ -20,5 +20,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Worker(a) => crate::worker::run(&config_dir, &a),
         Command::Secondary(a) => crate::secondary::run(&a),
         Command::SshGate(a) => crate::secondary::gate(&a),
+        Command::MountGuard(a) => crate::secondary::mount_guard(&a),
     }
 }

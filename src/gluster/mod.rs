@@ -2,7 +2,9 @@
 //! xattr layouts, the newfile blob, GFIDs, name escaping, volume info.
 //! This room knows nothing of gsyncd's roles.
 
+pub mod auxmount;
 pub mod changelog;
+pub mod cli;
 pub mod escape;
 pub mod fop;
 pub mod htime;

@@ -124,9 +124,29 @@ impl std::str::FromStr for Uuid {
     }
 }
 
+/// Canonical text in human-readable formats (JSON), 16 raw bytes on the wire.
 impl serde::Serialize for Uuid {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        if s.is_human_readable() { s.collect_str(self) } else { s.serialize_bytes(&self.0) }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Uuid {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Uuid, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Uuid;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a UUID as canonical text or 16 bytes")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Uuid, E> {
+                Uuid::parse_str(v).map_err(E::custom)
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Uuid, E> {
+                Uuid::from_bytes(v).map_err(E::custom)
+            }
+        }
+        if d.is_human_readable() { d.deserialize_str(V) } else { d.deserialize_bytes(V) }
     }
 }
 
@@ -154,6 +174,18 @@ mod tests {
             assert!(Uuid::parse_str(bad).is_err(), "{bad}");
         }
         assert_eq!(Uuid::from_bytes(&[1; 15]), Err(UuidError::Length(15)));
+    }
+
+    #[test]
+    fn serde_forms() {
+        let g = Uuid::parse_str("0b99ef11-4b79-4cd0-9730-b5a0e8c4a8c0").unwrap();
+        let wire = postcard::to_stdvec(&g).unwrap();
+        assert_eq!(wire.len(), 17);
+        assert_eq!(postcard::from_bytes::<Uuid>(&wire).unwrap(), g);
+        let json = serde_json::to_string(&g).unwrap();
+        assert_eq!(json, "\"0b99ef11-4b79-4cd0-9730-b5a0e8c4a8c0\"");
+        assert_eq!(serde_json::from_str::<Uuid>(&json).unwrap(), g);
+        assert!(postcard::from_bytes::<Uuid>(&[3, 1, 2, 3]).is_err());
     }
 
     proptest! {

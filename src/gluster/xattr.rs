@@ -19,7 +19,7 @@ fn len_err(key: &'static str, expected: &'static str, found: usize) -> XattrErro
 /// A point in time as the marker and gsyncd store it: seconds and
 /// microseconds, each a big-endian u32 (`!II`). Used by xtime, stime and
 /// entry_stime. Ordering is chronological.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, serde::Serialize, serde::Deserialize)]
 pub struct XTime {
     pub sec: u32,
     pub usec: u32,
@@ -54,7 +54,7 @@ fn be32(b: &[u8]) -> u32 {
 /// `trusted.glusterfs.volume-mark`: served by the marker on the primary
 /// mount root to client-pid -1 (27 bytes), and written by gsyncd on the
 /// secondary as a keep-alive with an expiry (31 bytes, the "foreign" mark).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct VolumeMark {
     pub major: u8,
     pub minor: u8,

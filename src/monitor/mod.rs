@@ -4,7 +4,6 @@
 //! Active/Passive and secondary-node choice come with the replication issue.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -12,6 +11,7 @@ use tracing::{info, warn};
 
 use crate::cli::MonitorArgs;
 use crate::config::{self, Config};
+use crate::gluster::cli::{self, GlusterCliError};
 use crate::gluster::uuid::Uuid;
 use crate::gluster::volinfo;
 use crate::proto::Role;
@@ -24,39 +24,12 @@ pub const REPLAN_EVERY: Duration = Duration::from_secs(30);
 pub enum MonitorError {
     #[error("option primary is not set: set it with `gsyncd config set SESSION primary VOLUME`")]
     NoPrimary,
-    #[error("cannot read this node's glusterd UUID from {}", .path.display())]
-    NodeUuid {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{}: no UUID= line", .0.display())]
-    NoUuidLine(PathBuf),
-    #[error("cannot run {}", .cmd)]
-    Gluster {
-        cmd: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{cmd} failed: {output}")]
-    GlusterFailed { cmd: String, output: String },
     #[error(transparent)]
-    VolInfo(#[from] volinfo::VolInfoError),
+    Gluster(#[from] GlusterCliError),
 }
 
 fn opt(cfg: &Config, name: &str) -> String {
     config::schema::spec(name).map(|s| cfg.expanded(s, &config::no_extra).to_string()).unwrap_or_default()
-}
-
-/// This node's glusterd UUID (`UUID=` in `<glusterd-workdir>/glusterd.info`).
-pub fn local_node_uuid(glusterd_workdir: &Path) -> Result<Uuid, MonitorError> {
-    let path = glusterd_workdir.join("glusterd.info");
-    let text =
-        std::fs::read_to_string(&path).map_err(|source| MonitorError::NodeUuid { path: path.clone(), source })?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("UUID="))
-        .and_then(|u| Uuid::parse_str(u.trim()).ok())
-        .ok_or(MonitorError::NoUuidLine(path))
 }
 
 /// `gluster --xml volume info <primary>` with the session's CLI settings.
@@ -67,24 +40,8 @@ fn volume_info(cfg: &Config, primary: &str) -> Result<volinfo::Volume, MonitorEr
     } else {
         Path::new(&opt(cfg, "gluster-command-dir")).join(&command)
     };
-    let mut cmd = Command::new(&bin);
-    cmd.args(opt(cfg, "gluster-cli-options").split_whitespace()).args([
-        "--mode=script",
-        "--xml",
-        "volume",
-        "info",
-        primary,
-    ]);
-    let shown = format!("{} --xml volume info {primary}", bin.display());
-    let out = cmd.output().map_err(|source| MonitorError::Gluster { cmd: shown.clone(), source })?;
-    let xml = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() && !xml.contains("<cliOutput>") {
-        return Err(MonitorError::GlusterFailed {
-            cmd: shown,
-            output: format!("{}{}", xml.trim(), String::from_utf8_lossy(&out.stderr).trim()),
-        });
-    }
-    Ok(volinfo::parse_one(&xml, primary)?)
+    let cli_options = opt(cfg, "gluster-cli-options");
+    Ok(cli::volume_info(&bin, &cli_options.split_whitespace().collect::<Vec<_>>(), primary)?)
 }
 
 /// The bricks of `vol` served by `node`.
@@ -107,7 +64,7 @@ fn make_plan(cfg: &Config) -> Result<Plan, MonitorError> {
     if primary.is_empty() {
         return Err(MonitorError::NoPrimary);
     }
-    let node = local_node_uuid(Path::new(&opt(cfg, "glusterd-workdir")))?;
+    let node = cli::local_node_uuid(Path::new(&opt(cfg, "glusterd-workdir")))?;
     let vol = volume_info(cfg, &primary)?;
     if !vol.is_started() {
         warn!(volume = %primary, status = %vol.status, "primary volume is not started");

@@ -7,6 +7,7 @@
 
 pub mod changelog;
 pub mod ctl;
+pub mod rpc;
 
 use std::io::{self, Read, Write};
 

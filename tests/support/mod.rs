@@ -32,6 +32,7 @@ pub struct Fixture {
     sshd: OnceLock<Sshd>,
     systemd: OnceLock<Booted>,
     pairs: Mutex<HashMap<&'static str, (Volume, Volume)>>,
+    volumes: Mutex<HashMap<&'static str, Volume>>,
     start: Mutex<()>,
 }
 
@@ -85,6 +86,14 @@ impl Fixture {
             .entry(key)
             .or_insert_with(|| (c.create_volume(shape, Side::Primary), c.create_volume(shape, Side::Secondary)))
             .clone()
+    }
+
+    /// A volume of `shape` known by `key`, created on first use and shared
+    /// by the binary's tests.
+    pub fn volume(&self, key: &'static str, shape: Shape, side: Side) -> Volume {
+        let c = self.cluster();
+        let mut vols = self.volumes.lock().unwrap_or_else(|p| p.into_inner());
+        vols.entry(key).or_insert_with(|| c.create_volume(shape, side)).clone()
     }
 
     /// Stops sshd and tears the cluster down; returns what was left behind.

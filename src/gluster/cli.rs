@@ -1,0 +1,57 @@
+//! Asking glusterd: this node's UUID and a volume's topology through the
+//! `gluster` command line.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::uuid::Uuid;
+use super::volinfo::{self, VolInfoError, Volume};
+
+#[derive(Debug, thiserror::Error)]
+pub enum GlusterCliError {
+    #[error("cannot read this node's glusterd UUID from {}", .path.display())]
+    NodeUuid {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: no UUID= line", .0.display())]
+    NoUuidLine(PathBuf),
+    #[error("cannot run {}", .cmd)]
+    Run {
+        cmd: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{cmd} failed: {output}")]
+    Failed { cmd: String, output: String },
+    #[error(transparent)]
+    VolInfo(#[from] VolInfoError),
+}
+
+/// This node's glusterd UUID (`UUID=` in `<glusterd-workdir>/glusterd.info`).
+pub fn local_node_uuid(glusterd_workdir: &Path) -> Result<Uuid, GlusterCliError> {
+    let path = glusterd_workdir.join("glusterd.info");
+    let text =
+        std::fs::read_to_string(&path).map_err(|source| GlusterCliError::NodeUuid { path: path.clone(), source })?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("UUID="))
+        .and_then(|u| Uuid::parse_str(u.trim()).ok())
+        .ok_or(GlusterCliError::NoUuidLine(path))
+}
+
+/// `<bin> <cli options> --mode=script --xml volume info <volume>`.
+pub fn volume_info(bin: &Path, cli_options: &[&str], volume: &str) -> Result<Volume, GlusterCliError> {
+    let mut cmd = Command::new(bin);
+    cmd.args(cli_options).args(["--mode=script", "--xml", "volume", "info", volume]);
+    let shown = format!("{} --xml volume info {volume}", bin.display());
+    let out = cmd.output().map_err(|source| GlusterCliError::Run { cmd: shown.clone(), source })?;
+    let xml = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() && !xml.contains("<cliOutput>") {
+        return Err(GlusterCliError::Failed {
+            cmd: shown,
+            output: format!("{}{}", xml.trim(), String::from_utf8_lossy(&out.stderr).trim()),
+        });
+    }
+    Ok(volinfo::parse_one(&xml, volume)?)
+}

@@ -1,0 +1,752 @@
+//! `gsyncd secondary` against real secondary volumes: the protocol client
+//! the worker uses sends entry, meta and keep-alive calls, and the tests
+//! check the namespace through a separate mount and the GFIDs on the
+//! bricks; the server's lifecycle (EOF, SIGTERM, inactivity, SIGKILL) leaves
+//! no mount behind; bad paths and frames are refused; and the same entry
+//! lists through the reference's own secondary give the same trees.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use gsyncd::gluster::uuid::{Gfid, Uuid};
+use gsyncd::gluster::xattr::{VolumeMark, XTime};
+use gsyncd::proto::rpc::{Client, ClientError, EntryFailure, EntryOp, FailureInfo, MetaOp, Op, Stat, Time};
+use support::cluster::{Shape, Side, Volume};
+use support::{Fixture, trial, wait_for};
+
+fn main() {
+    support::run(|fx| {
+        vec![
+            trial("lifecycle_eof_leaves_no_mount", fx, lifecycle_eof),
+            trial("lifecycle_sigterm_sigkill_and_inactivity", fx, lifecycle_signals),
+            trial("create_mkdir_mknod_symlink_link_with_gfids_owners_modes", fx, creates),
+            trial("unlink_and_rmdir_incl_recursive_and_gfid_checks", fx, removals),
+            trial("rename_every_branch", fx, renames),
+            trial("conflicts_return_the_reference_failure_records", fx, conflicts),
+            trial("meta_ops_and_setattr", fx, meta),
+            trial("keep_alive_writes_the_31_byte_foreign_mark", fx, keep_alive),
+            trial("odd_names_spaces_newlines_percent_non_utf8", fx, odd_names),
+            trial("distributed_volume_entry_ops", fx, distributed),
+            trial("path_guard_and_malformed_frames", fx, guard_and_frames),
+        ]
+    })
+}
+
+const ROOT: Uuid = Uuid::ROOT;
+
+fn gsyncd() -> &'static str {
+    env!("CARGO_BIN_EXE_gsyncd")
+}
+
+fn single(fx: &Fixture) -> Volume {
+    fx.volume("ours-1", Shape::Single, Side::Secondary)
+}
+
+/// A running `gsyncd secondary` and the client connected to it.
+struct Server {
+    child: Child,
+    client: Option<Client>,
+    stderr: Arc<Mutex<Vec<u8>>>,
+    pid: u32,
+}
+
+fn spawn(vol: &Volume, extra: &[&str]) -> (Child, Arc<Mutex<Vec<u8>>>) {
+    let mut child = Command::new(gsyncd())
+        .args(["secondary", "pvol", &format!("localhost::{}", vol.name), "--primary-node", "localhost"])
+        .args(["--secondary-log-level", "DEBUG"])
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let buf = Arc::new(Mutex::new(Vec::new()));
+    let mut err = child.stderr.take().unwrap();
+    let b2 = Arc::clone(&buf);
+    std::thread::spawn(move || {
+        let mut chunk = [0u8; 4096];
+        while let Ok(n) = err.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            b2.lock().unwrap().extend_from_slice(&chunk[..n]);
+        }
+    });
+    (child, buf)
+}
+
+impl Server {
+    fn start(vol: &Volume, extra: &[&str]) -> Server {
+        let (mut child, stderr) = spawn(vol, extra);
+        let client = Client::connect(child.stdout.take().unwrap(), child.stdin.take().unwrap(), "secondary")
+            .unwrap_or_else(|e| panic!("handshake: {e}\n{}", String::from_utf8_lossy(&stderr.lock().unwrap())));
+        let pid =
+            client.pid().unwrap_or_else(|e| panic!("pid: {e}\n{}", String::from_utf8_lossy(&stderr.lock().unwrap())));
+        assert_eq!(pid, child.id());
+        Server { child, client: Some(client), stderr, pid }
+    }
+
+    fn c(&self) -> &Client {
+        self.client.as_ref().unwrap()
+    }
+
+    fn log(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
+    }
+
+    fn ops(&self, ops: Vec<EntryOp>) -> Vec<EntryFailure> {
+        self.c().entry_ops(ops).unwrap_or_else(|e| panic!("entry_ops: {e}\n{}", self.log()))
+    }
+
+    /// Closes stdin; returns the exit status.
+    fn close(mut self) -> (std::process::ExitStatus, String) {
+        drop(self.client.take());
+        let st = wait_exit(&mut self.child, Duration::from_secs(20));
+        (st, self.log())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_exit(child: &mut Child, t: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + t;
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st;
+        }
+        assert!(Instant::now() < deadline, "server did not exit within {t:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The aux mount of server `pid`, as the mountpoint name shows it.
+fn mount_point(vol: &Volume, pid: u32) -> PathBuf {
+    Path::new("/run/gsyncd/secondary/mnt").join(format!("{}.{pid}", vol.name))
+}
+
+/// glusterfs client processes serving `mp`.
+fn clients_of(mp: &Path) -> Vec<u32> {
+    let mut v = Vec::new();
+    for e in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(c) = fs::read(e.path().join("cmdline")) else { continue };
+        let stat = fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        if stat.rsplit_once(')').is_some_and(|(_, r)| r.trim_start().starts_with('Z')) {
+            continue;
+        }
+        let args: Vec<&[u8]> = c.split(|&b| b == 0).filter(|a| !a.is_empty()).collect();
+        if args.first().is_some_and(|a| a.ends_with(b"glusterfs")) && args.last() == Some(&mp.as_os_str().as_bytes()) {
+            v.push(pid);
+        }
+    }
+    v
+}
+
+fn mounted_anywhere(mp: &Path) -> bool {
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(&*mp.to_string_lossy()))
+}
+
+/// Nothing of server `pid` remains: no mount point, no mount, no client.
+fn assert_nothing_left(vol: &Volume, pid: u32) {
+    let mp = mount_point(vol, pid);
+    wait_for(Duration::from_secs(20), "the aux mount's glusterfs client to exit", || {
+        clients_of(&mp).is_empty().then_some(())
+    });
+    assert!(!mp.exists(), "{} remains", mp.display());
+    assert!(!mounted_anywhere(&mp), "{} is still mounted", mp.display());
+}
+
+fn gfid() -> Gfid {
+    let mut b = [0u8; 16];
+    fs::File::open("/dev/urandom").unwrap().read_exact(&mut b).unwrap();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    Uuid(b)
+}
+
+fn entry(pg: &Gfid, name: &[u8]) -> Vec<u8> {
+    [b".gfid/".as_slice(), &pg.canonical(), b"/", name].concat()
+}
+
+fn mkdir(g: Gfid, pg: &Gfid, name: &[u8], mode: u32) -> EntryOp {
+    let mut e = EntryOp::new(Op::Mkdir, g, entry(pg, name));
+    e.mode = 0o040_000 | mode;
+    e
+}
+
+fn create(g: Gfid, pg: &Gfid, name: &[u8], mode: u32, uid: u32, gid: u32) -> EntryOp {
+    let mut e = EntryOp::new(Op::Create, g, entry(pg, name));
+    e.mode = 0o100_000 | mode;
+    e.uid = uid;
+    e.gid = gid;
+    e
+}
+
+fn stat(mode: u32, uid: u32, gid: u32) -> Stat {
+    Stat { uid, gid, mode, atime: Time { sec: 1_700_000_000, nsec: 0 }, mtime: Time { sec: 1_700_000_100, nsec: 0 } }
+}
+
+fn op(o: Op, g: Gfid, pg: &Gfid, name: &[u8]) -> EntryOp {
+    EntryOp::new(o, g, entry(pg, name))
+}
+
+/// A fresh directory under the volume root for one test: (gfid, path on the
+/// harness mount).
+fn top(s: &Server, vol: &Volume, name: &str) -> (Gfid, PathBuf) {
+    let g = gfid();
+    let f = s.ops(vec![mkdir(g, &ROOT, name.as_bytes(), 0o755)]);
+    assert!(f.is_empty(), "{f:?}");
+    let p = vol.mount.join(name);
+    wait_for(Duration::from_secs(10), "the new directory on the harness mount", || p.is_dir().then_some(()));
+    (g, p)
+}
+
+/// `trusted.gfid` of `rel` on every brick that holds it (at least one).
+fn brick_gfid(vol: &Volume, rel: &Path) -> Gfid {
+    let found: Vec<Gfid> = vol
+        .bricks
+        .iter()
+        .filter_map(|b| xattr::get(b.join(rel), "trusted.gfid").ok().flatten())
+        .map(|v| Uuid::from_bytes(&v).unwrap())
+        .collect();
+    assert!(!found.is_empty(), "{} is on no brick", rel.display());
+    assert!(found.windows(2).all(|w| w[0] == w[1]), "bricks disagree on {}: {found:?}", rel.display());
+    found[0]
+}
+
+/// The harness mount caches attributes for a second: waits until `ok`
+/// holds (or returns the last stat after 5 s, for the assertion to show).
+fn settled(p: &Path, ok: impl Fn(&fs::Metadata) -> bool) -> fs::Metadata {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let m = fs::symlink_metadata(p).unwrap();
+        if ok(&m) || Instant::now() > deadline {
+            return m;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Waits for a name to be gone from the harness mount (its entry cache).
+fn absent(p: &Path) {
+    wait_for(Duration::from_secs(5), &format!("{} to be gone", p.display()), || {
+        fs::symlink_metadata(p).is_err().then_some(())
+    });
+}
+
+fn rel(vol: &Volume, p: &Path) -> PathBuf {
+    p.strip_prefix(&vol.mount).unwrap().to_path_buf()
+}
+
+// ---------------------------------------------------------------- lifecycle
+
+fn lifecycle_eof(fx: &Fixture) {
+    let vol = single(fx);
+    let s = Server::start(&vol, &["--secondary-timeout", "0"]);
+    let (proto, pkg) = s.c().version().unwrap();
+    assert_eq!(proto, gsyncd::proto::PROTOCOL_VERSION);
+    assert_eq!(pkg, env!("CARGO_PKG_VERSION"));
+    let pid = s.pid;
+    // The mount is reachable only through the server's cwd.
+    let cwd = fs::read_link(format!("/proc/{pid}/cwd")).unwrap();
+    assert!(cwd.to_string_lossy().contains(&vol.name) || cwd == Path::new("/"), "{}", cwd.display());
+    assert!(!mount_point(&vol, pid).exists(), "the mount point must be gone once entered");
+    assert!(!mounted_anywhere(&mount_point(&vol, pid)));
+    // ... and through it, the volume's root (as rsync and tar will use it).
+    assert!(fs::read_dir(format!("/proc/{pid}/cwd")).is_ok());
+    let (st, log) = s.close();
+    assert_eq!(st.code(), Some(0), "{log}");
+    assert!(log.contains("terminating on reaching EOF"), "{log}");
+    assert_nothing_left(&vol, pid);
+}
+
+fn lifecycle_signals(fx: &Fixture) {
+    let vol = single(fx);
+    // SIGTERM: exit 0, reason logged.
+    let s = Server::start(&vol, &[]);
+    let pid = s.pid;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let mut s = s;
+    let st = wait_exit(&mut s.child, Duration::from_secs(20));
+    assert_eq!(st.code(), Some(0), "{}", s.log());
+    assert!(s.log().contains("terminating on SIGTERM"), "{}", s.log());
+    drop(s);
+    assert_nothing_left(&vol, pid);
+
+    // SIGKILL: nothing left either.
+    let mut s = Server::start(&vol, &[]);
+    let pid = s.pid;
+    assert_eq!(clients_of(&mount_point(&vol, pid)).len(), 1, "one glusterfs client serves the mount");
+    s.child.kill().unwrap();
+    s.child.wait().unwrap();
+    drop(s);
+    assert_nothing_left(&vol, pid);
+
+    // No keep-alive within secondary-timeout: exit 0 with the reason. A
+    // keep-alive resets the timer.
+    let mut s = Server::start(&vol, &["--secondary-timeout", "3"]);
+    let pid = s.pid;
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(s.c().keep_alive(None).unwrap(), 1);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(s.c().keep_alive(None).unwrap(), 2);
+    let st = wait_exit(&mut s.child, Duration::from_secs(20));
+    assert!(t0.elapsed() >= Duration::from_secs(6), "exited after {:?}", t0.elapsed());
+    assert_eq!(st.code(), Some(0), "{}", s.log());
+    assert!(s.log().contains("connection inactive, stopping"), "{}", s.log());
+    drop(s);
+    assert_nothing_left(&vol, pid);
+
+    // secondary-access-mount keeps the mount visible while the server runs,
+    // and it still goes when the server is killed.
+    let mut s = Server::start(&vol, &["--secondary-access-mount"]);
+    let pid = s.pid;
+    let mp = mount_point(&vol, pid);
+    assert!(mounted_anywhere(&mp), "kept mount is visible at {}", mp.display());
+    assert!(mp.join(".gfid").exists() || fs::read_dir(&mp).is_ok());
+    s.child.kill().unwrap();
+    s.child.wait().unwrap();
+    drop(s);
+    wait_for(Duration::from_secs(20), "the guard to remove the kept mount", || {
+        (!mounted_anywhere(&mp) && !mp.exists()).then_some(())
+    });
+    assert_nothing_left(&vol, pid);
+}
+
+// ---------------------------------------------------------------- entry ops
+
+fn creates(fx: &Fixture) {
+    let vol = single(fx);
+    let s = Server::start(&vol, &[]);
+    let (t, tp) = top(&s, &vol, "creates");
+    let (d, f, n, l, h, ls) = (gfid(), gfid(), gfid(), gfid(), gfid(), gfid());
+    let mut mk = op(Op::Mknod, n, &d, b"fifo");
+    mk.mode = 0o010_640;
+    let mut sym = op(Op::Symlink, l, &d, b"sym");
+    sym.stat = Some(stat(0o120_777, 1001, 1002));
+    sym.link = Some(b"../target with space".to_vec());
+    let mut hard = op(Op::Link, f, &d, b"hard");
+    hard.stat = Some(stat(0o100_640, 1000, 1000));
+    // LINK of a gfid the secondary lacks: created as a regular file.
+    let mut lnew = op(Op::Link, h, &d, b"link-new");
+    lnew.stat = Some(stat(0o100_600, 1003, 1004));
+    // LINK of a symlink gfid the secondary lacks: created as a symlink.
+    let mut lsym = op(Op::Link, ls, &d, b"link-sym");
+    lsym.stat = Some(stat(0o120_777, 0, 0));
+    lsym.link = Some(b"/abs/target".to_vec());
+    let failures = s.ops(vec![
+        mkdir(d, &t, b"dir", 0o1750),
+        create(f, &d, b"file", 0o640, 1000, 1000),
+        mk,
+        sym,
+        hard,
+        lnew,
+        lsym,
+        // Idempotent: the same CREATE again changes nothing and fails nothing.
+        create(f, &d, b"file", 0o640, 1000, 1000),
+    ]);
+    assert!(failures.is_empty(), "{failures:?}");
+    let dp = tp.join("dir");
+    let md = fs::symlink_metadata(&dp).unwrap();
+    assert!(md.is_dir());
+    // mkdir(2) keeps the sticky bit but never sets setgid (a SETATTR does).
+    assert_eq!(md.mode() & 0o7777, 0o1750, "mode replays exactly (umask 0)");
+    assert_eq!(brick_gfid(&vol, &rel(&vol, &dp)), d);
+    let mf = fs::symlink_metadata(dp.join("file")).unwrap();
+    assert!(mf.is_file());
+    assert_eq!((mf.mode() & 0o7777, mf.uid(), mf.gid()), (0o640, 1000, 1000));
+    assert_eq!(brick_gfid(&vol, &rel(&vol, &dp.join("file"))), f);
+    let mn = fs::symlink_metadata(dp.join("fifo")).unwrap();
+    assert_eq!(mn.mode() & 0o170_000, 0o010_000, "a FIFO");
+    assert_eq!(mn.mode() & 0o7777, 0o640);
+    assert_eq!(brick_gfid(&vol, &rel(&vol, &dp.join("fifo"))), n);
+    let ms = fs::symlink_metadata(dp.join("sym")).unwrap();
+    assert!(ms.file_type().is_symlink());
+    assert_eq!(fs::read_link(dp.join("sym")).unwrap(), Path::new("../target with space"));
+    assert_eq!((ms.uid(), ms.gid()), (1001, 1002), "created 0:0, then lchown");
+    assert_eq!(brick_gfid(&vol, &rel(&vol, &dp.join("sym"))), l);
+    let mh = fs::symlink_metadata(dp.join("hard")).unwrap();
+    assert_eq!(mh.ino(), mf.ino(), "hard link shares the inode");
+    assert_eq!(mh.nlink(), 2);
+    let mnew = fs::symlink_metadata(dp.join("link-new")).unwrap();
+    assert!(mnew.is_file());
+    assert_eq!((mnew.mode() & 0o7777, mnew.uid(), mnew.gid()), (0o600, 1003, 1004));
+    assert_eq!(brick_gfid(&vol, &rel(&vol, &dp.join("link-new"))), h);
+    assert_eq!(fs::read_link(dp.join("link-sym")).unwrap(), Path::new("/abs/target"));
+    assert_eq!(brick_gfid(&vol, &rel(&vol, &dp.join("link-sym"))), ls);
+    // MKNOD of a gfid that exists is a self-healed hard link.
+    let mut mk2 = op(Op::Mknod, f, &d, b"healed");
+    mk2.mode = 0o100_640;
+    assert!(s.ops(vec![mk2]).is_empty());
+    assert_eq!(fs::symlink_metadata(dp.join("healed")).unwrap().ino(), mf.ino());
+    // The server's lstat sees what arrived.
+    let st = s.c().lstat(vec![entry(&d, b"file"), entry(&d, b"missing")]).unwrap();
+    assert_eq!(st[0].as_ref().unwrap().size, 0);
+    assert_eq!(st[1], Err(nix::errno::Errno::ENOENT as i32));
+    let (code, log) = s.close();
+    assert_eq!(code.code(), Some(0), "{log}");
+}
+
+fn removals(fx: &Fixture) {
+    let vol = single(fx);
+    let s = Server::start(&vol, &[]);
+    let (t, tp) = top(&s, &vol, "removals");
+    let (f, d, sub, deep, x) = (gfid(), gfid(), gfid(), gfid(), gfid());
+    assert!(
+        s.ops(vec![
+            create(f, &t, b"f", 0o644, 0, 0),
+            mkdir(d, &t, b"d", 0o755),
+            mkdir(sub, &d, b"sub", 0o755),
+            create(deep, &sub, b"deep", 0o644, 0, 0),
+            create(x, &d, b"x", 0o644, 0, 0),
+        ])
+        .is_empty()
+    );
+    // UNLINK of a name that is absent, or whose gfid is absent: nothing.
+    assert!(s.ops(vec![op(Op::Unlink, gfid(), &t, b"nothing"), op(Op::Unlink, gfid(), &t, b"f")]).is_empty());
+    // UNLINK of a name that carries another (existing) gfid: refused, EEXIST.
+    let fl = s.ops(vec![op(Op::Unlink, x, &t, b"f")]);
+    assert_eq!(fl.len(), 1, "{fl:?}");
+    assert_eq!(fl[0].errno, nix::errno::Errno::EEXIST as i32);
+    assert!(fl[0].info.gfid_mismatch && !fl[0].info.secondary_isdir);
+    assert_eq!(fl[0].info.secondary_gfid, Some(f));
+    assert!(tp.join("f").exists(), "a name with another gfid is not removed");
+    // UNLINK with the right gfid removes; RMDIR of a non-empty dir removes
+    // the tree recursively.
+    assert!(s.ops(vec![op(Op::Unlink, f, &t, b"f"), op(Op::Rmdir, d, &t, b"d")]).is_empty());
+    absent(&tp.join("f"));
+    absent(&tp.join("d"));
+    // Replaying them again is harmless.
+    assert!(s.ops(vec![op(Op::Unlink, f, &t, b"f"), op(Op::Rmdir, d, &t, b"d")]).is_empty());
+    let _ = s.close();
+}
+
+fn renames(fx: &Fixture) {
+    let vol = single(fx);
+    let s = Server::start(&vol, &[]);
+    let (t, tp) = top(&s, &vol, "renames");
+    let (a, b, c, d, e, h, sl) = (gfid(), gfid(), gfid(), gfid(), gfid(), gfid(), gfid());
+    assert!(
+        s.ops(vec![
+            create(a, &t, b"a", 0o644, 0, 0),
+            create(b, &t, b"b", 0o644, 0, 0),
+            create(c, &t, b"c", 0o644, 0, 0),
+            mkdir(d, &t, b"d", 0o755),
+        ])
+        .is_empty()
+    );
+    let ren = |g: Gfid, from: &[u8], to: &[u8], st: Option<Stat>| {
+        let mut r = op(Op::Rename, g, &t, from);
+        r.entry1 = Some(entry(&t, to));
+        r.stat = st;
+        r
+    };
+    // 1. Source carries the gfid, destination absent: plain rename.
+    assert!(s.ops(vec![ren(a, b"a", b"a2", Some(stat(0o100_644, 0, 0)))]).is_empty());
+    absent(&tp.join("a"));
+    assert!(tp.join("a2").is_file());
+    assert_eq!(brick_gfid(&vol, &rel(&vol, &tp.join("a2"))), a);
+    // 2. Destination is the same inode (a hard link): the source name goes.
+    let mut l = op(Op::Link, b, &t, b"b-link");
+    l.stat = Some(stat(0o100_644, 0, 0));
+    assert!(s.ops(vec![l]).is_empty());
+    assert!(s.ops(vec![ren(b, b"b", b"b-link", Some(stat(0o100_644, 0, 0)))]).is_empty());
+    absent(&tp.join("b"));
+    assert!(tp.join("b-link").is_file());
+    // 3. Destination has another gfid, single-brick primary: rename over it.
+    assert!(s.ops(vec![ren(c, b"c", b"a2", Some(stat(0o100_644, 0, 0)))]).is_empty());
+    assert_eq!(brick_gfid(&vol, &rel(&vol, &tp.join("a2"))), c);
+    // 4. Source absent, regular file, gfid absent: created at destination.
+    assert!(s.ops(vec![ren(e, b"gone", b"e-new", Some(stat(0o100_600, 0, 0)))]).is_empty());
+    assert_eq!(fs::symlink_metadata(tp.join("e-new")).unwrap().mode() & 0o7777, 0o600);
+    assert_eq!(brick_gfid(&vol, &rel(&vol, &tp.join("e-new"))), e);
+    // 5. Source absent, gfid present elsewhere: hard-linked at destination.
+    assert!(s.ops(vec![ren(e, b"gone", b"e-linked", Some(stat(0o100_600, 0, 0)))]).is_empty());
+    assert_eq!(
+        fs::symlink_metadata(tp.join("e-linked")).unwrap().ino(),
+        fs::symlink_metadata(tp.join("e-new")).unwrap().ino()
+    );
+    // 6. Source absent, symlink with a target: symlink at destination.
+    let mut r = ren(sl, b"gone-link", b"sl-new", Some(stat(0o120_777, 0, 0)));
+    r.link = Some(b"somewhere".to_vec());
+    assert!(s.ops(vec![r]).is_empty());
+    assert_eq!(fs::read_link(tp.join("sl-new")).unwrap(), Path::new("somewhere"));
+    // ... and again onto a destination with another gfid: EEXIST, dst.
+    let mut r2 = ren(h, b"gone-link2", b"sl-new", Some(stat(0o120_777, 0, 0)));
+    r2.link = Some(b"elsewhere".to_vec());
+    let f = s.ops(vec![r2]);
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert_eq!(f[0].errno, nix::errno::Errno::EEXIST as i32);
+    assert!(f[0].info.dst && f[0].info.gfid_mismatch);
+    assert_eq!(f[0].info.secondary_gfid, Some(sl));
+    // 7. Source absent, directory or unknown stat: nothing.
+    assert!(s.ops(vec![ren(gfid(), b"gone-dir", b"nodir", Some(stat(0o040_755, 0, 0)))]).is_empty());
+    assert!(s.ops(vec![ren(gfid(), b"gone-x", b"nox", None)]).is_empty());
+    assert!(!tp.join("nodir").exists() && !tp.join("nox").exists());
+    // 8. Directory rename, and across directories.
+    let mut rd = op(Op::Rename, d, &t, b"d");
+    rd.entry1 = Some(entry(&d, b"inside-self"));
+    rd.entry1 = Some(entry(&ROOT, b"renames-moved-dir"));
+    rd.stat = Some(stat(0o040_755, 0, 0));
+    assert!(s.ops(vec![rd]).is_empty());
+    assert!(vol.mount.join("renames-moved-dir").is_dir());
+    assert_eq!(brick_gfid(&vol, Path::new("renames-moved-dir")), d);
+    let _ = s.close();
+}
+
+fn distributed(fx: &Fixture) {
+    let vol = fx.volume("ours-2x2", Shape::DistRep2x2, Side::Secondary);
+    let s = Server::start(&vol, &["--primary-dist-count", "2"]);
+    let (t, tp) = top(&s, &vol, "dist");
+    let mut gs = Vec::new();
+    let mut ops = Vec::new();
+    for i in 0..20 {
+        let g = gfid();
+        gs.push(g);
+        ops.push(create(g, &t, format!("f{i}").as_bytes(), 0o644, 0, 0));
+    }
+    assert!(s.ops(ops).is_empty());
+    for (i, g) in gs.iter().enumerate() {
+        assert_eq!(brick_gfid(&vol, &rel(&vol, &tp.join(format!("f{i}")))), *g);
+    }
+    // With a distributed primary, RENAME onto a name with another gfid is a
+    // conflict for the primary to resolve, not an overwrite.
+    let mut r = op(Op::Rename, gs[0], &t, b"f0");
+    r.entry1 = Some(entry(&t, b"f1"));
+    r.stat = Some(stat(0o100_644, 0, 0));
+    let f = s.ops(vec![r]);
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert!(f[0].info.dst && f[0].info.gfid_mismatch && !f[0].info.secondary_isdir);
+    assert_eq!(f[0].info.secondary_gfid, Some(gs[1]));
+    assert!(tp.join("f0").exists());
+    let _ = s.close();
+}
+
+fn conflicts(fx: &Fixture) {
+    let vol = single(fx);
+    let s = Server::start(&vol, &[]);
+    let (t, _tp) = top(&s, &vol, "conflicts");
+    let (f, d, other) = (gfid(), gfid(), gfid());
+    assert!(s.ops(vec![create(f, &t, b"f", 0o644, 0, 0), mkdir(d, &t, b"d", 0o755)]).is_empty());
+    // SYMLINK onto a name with another gfid: EEXIST with the gfid mismatch.
+    let mut sym = op(Op::Symlink, other, &t, b"f");
+    sym.stat = Some(stat(0o120_777, 0, 0));
+    sym.link = Some(b"x".to_vec());
+    // UNLINK of a name that carries another gfid (of an existing file).
+    let unl = op(Op::Unlink, f, &t, b"d");
+    // MKDIR of an existing gfid under a new name: "rename on mkdir".
+    let mkd = mkdir(d, &t, b"d-renamed", 0o755);
+    // MKDIR of a new gfid onto an existing directory name: the newfile
+    // create fails EEXIST, reported with secondary_isdir and its name.
+    let mkd2 = mkdir(gfid(), &t, b"d", 0o755);
+    // A child of a missing parent: ENOENT.
+    let orphan = create(gfid(), &gfid(), b"orphan", 0o644, 0, 0);
+    let fails = s.ops(vec![sym.clone(), unl, mkd, mkd2, orphan]);
+    let by_index: BTreeMap<u32, &EntryFailure> = fails.iter().map(|f| (f.index, f)).collect();
+    assert_eq!(fails.len(), 5, "{fails:#?}");
+    let eexist = nix::errno::Errno::EEXIST as i32;
+    assert_eq!(by_index[&0].errno, eexist);
+    assert_eq!(
+        by_index[&0].info,
+        FailureInfo { gfid_mismatch: true, secondary_gfid: Some(f), ..FailureInfo::default() }
+    );
+    assert_eq!(by_index[&0].entry, sym);
+    assert_eq!(
+        by_index[&1].info,
+        FailureInfo {
+            gfid_mismatch: true,
+            secondary_isdir: true,
+            secondary_gfid: Some(d),
+            secondary_name: Some(entry(&t, b"d")),
+            ..FailureInfo::default()
+        }
+    );
+    assert_eq!(by_index[&2].errno, eexist);
+    assert_eq!(
+        by_index[&2].info,
+        FailureInfo {
+            name_mismatch: true,
+            secondary_isdir: true,
+            secondary_gfid: Some(d),
+            secondary_entry: Some(entry(&t, b"d")),
+            ..FailureInfo::default()
+        }
+    );
+    assert_eq!(by_index[&3].errno, eexist);
+    assert!(by_index[&3].info.gfid_mismatch && by_index[&3].info.secondary_isdir);
+    assert_eq!(by_index[&3].info.secondary_name, Some(entry(&t, b"d")));
+    assert_eq!(by_index[&4].errno, nix::errno::Errno::ENOENT as i32);
+    assert_eq!(by_index[&4].info, FailureInfo::default());
+    // A failure record carries the entry as sent (stat owner restored).
+    let mut l = op(Op::Symlink, gfid(), &t, b"d");
+    l.stat = Some(stat(0o120_777, 1234, 5678));
+    l.link = Some(b"y".to_vec());
+    let fl = s.ops(vec![l.clone()]);
+    assert_eq!(fl[0].entry, l);
+    // skip_entry: nothing happens.
+    let mut skipped = create(gfid(), &t, b"skipped", 0o644, 0, 0);
+    skipped.skip = true;
+    assert!(s.ops(vec![skipped]).is_empty());
+    assert!(!vol.mount.join("conflicts/skipped").exists());
+    let _ = s.close();
+}
+
+fn meta(fx: &Fixture) {
+    let vol = single(fx);
+    let s = Server::start(&vol, &[]);
+    let (t, tp) = top(&s, &vol, "meta");
+    let (f, l) = (gfid(), gfid());
+    let mut sym = op(Op::Symlink, l, &t, b"l");
+    sym.stat = Some(stat(0o120_777, 0, 0));
+    sym.link = Some(b"f".to_vec());
+    assert!(s.ops(vec![create(f, &t, b"f", 0o644, 0, 0), sym]).is_empty());
+    let go = |g: &Gfid| [b".gfid/".as_slice(), &g.canonical()].concat();
+    let st = Stat {
+        uid: 2001,
+        gid: 2002,
+        mode: 0o100_4711,
+        atime: Time { sec: 1_600_000_000, nsec: 5 },
+        mtime: Time { sec: 1_600_000_123, nsec: 456_000_000 },
+    };
+    let lst = Stat { uid: 3001, gid: 3002, mode: 0o120_777, ..st };
+    let fails = s
+        .c()
+        .meta_ops(vec![
+            MetaOp { go: go(&f), stat: st },
+            MetaOp { go: go(&l), stat: lst },
+            // A gfid that is gone is skipped, not a failure.
+            MetaOp { go: go(&gfid()), stat: st },
+        ])
+        .unwrap();
+    assert!(fails.is_empty(), "{fails:?}");
+    let m = settled(&tp.join("f"), |m| m.uid() == 2001);
+    assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (2001, 2002, 0o4711));
+    assert_eq!((m.mtime(), m.mtime_nsec()), (1_600_000_123, 456_000_000));
+    assert_eq!(m.atime(), 1_600_000_000);
+    let ml = settled(&tp.join("l"), |m| m.uid() == 3001);
+    assert_eq!((ml.uid(), ml.gid()), (3001, 3002), "lchown of the symlink itself");
+    assert_eq!(ml.mtime(), 1_600_000_123, "symlink times replayed without following it");
+    s.c().set_attr(go(&f), gsyncd::proto::rpc::SetAttrs { own: Some((7, 8)), mode: Some(0o600), times: None }).unwrap();
+    settled(&tp.join("f"), |m| (m.uid(), m.gid(), m.mode() & 0o7777) == (7, 8, 0o600));
+    let _ = s.close();
+}
+
+fn keep_alive(fx: &Fixture) {
+    let vol = single(fx);
+    let s = Server::start(&vol, &[]);
+    let pv = gfid();
+    let mark = VolumeMark {
+        major: 1,
+        minor: 0,
+        uuid: pv,
+        retval: 0,
+        time: XTime { sec: 1_700_000_001, usec: 42 },
+        timeout: Some(1_700_000_121),
+    };
+    assert_eq!(s.c().keep_alive(Some(mark)).unwrap(), 1);
+    assert_eq!(s.c().keep_alive(None).unwrap(), 2);
+    let key = format!("trusted.glusterfs.volume-mark.{pv}");
+    let v = xattr::get(&vol.bricks[0], &key).unwrap().expect("mark on the brick root");
+    assert_eq!(v.len(), 31);
+    let mut want = vec![1u8, 0];
+    want.extend_from_slice(pv.as_bytes());
+    want.push(0);
+    want.extend_from_slice(&1_700_000_001u32.to_be_bytes());
+    want.extend_from_slice(&42u32.to_be_bytes());
+    want.extend_from_slice(&1_700_000_121u32.to_be_bytes());
+    assert_eq!(v, want);
+    // A mark without its timeout is refused, and the server keeps serving.
+    let e = s.c().keep_alive(Some(VolumeMark { timeout: None, ..mark })).unwrap_err();
+    assert!(matches!(e, ClientError::Remote(_)), "{e}");
+    assert_eq!(s.c().keep_alive(None).unwrap(), 3, "a refused keep-alive does not count");
+    let _ = xattr::remove(&vol.mount, &key);
+    let _ = s.close();
+}
+
+fn odd_names(fx: &Fixture) {
+    let vol = single(fx);
+    let s = Server::start(&vol, &[]);
+    let (t, tp) = top(&s, &vol, "odd");
+    let names: [&[u8]; 6] =
+        [b"with space", b"new\nline", b"per%25cent", b"\xff\xfe latin1 \xe9", b"tab\there", b"-dash"];
+    let gs: Vec<Gfid> = names.iter().map(|_| gfid()).collect();
+    let mut ops: Vec<EntryOp> = names.iter().zip(&gs).map(|(n, g)| create(*g, &t, n, 0o644, 0, 0)).collect();
+    let dg = gfid();
+    ops.push(mkdir(dg, &t, b"dir \xff\n", 0o755));
+    assert!(s.ops(ops).is_empty());
+    for (n, g) in names.iter().zip(&gs) {
+        let p = tp.join(OsStr::from_bytes(n));
+        assert!(p.is_file(), "{}", p.display());
+        assert_eq!(brick_gfid(&vol, &rel(&vol, &p)), *g);
+    }
+    // And renames between such names.
+    let mut r = op(Op::Rename, gs[3], &t, names[3]);
+    r.entry1 = Some(entry(&dg, b"\x80 moved %0A"));
+    r.stat = Some(stat(0o100_644, 0, 0));
+    assert!(s.ops(vec![r]).is_empty());
+    assert!(tp.join(OsStr::from_bytes(b"dir \xff\n")).join(OsStr::from_bytes(b"\x80 moved %0A")).is_file());
+    let _ = s.close();
+}
+
+fn guard_and_frames(fx: &Fixture) {
+    let vol = single(fx);
+    let s = Server::start(&vol, &[]);
+    let (t, _tp) = top(&s, &vol, "guard");
+    for bad in [b"/etc/passwd".to_vec(), b"../../etc".to_vec(), b".gfid/../x".to_vec(), b"plain/name".to_vec()] {
+        let mut e = create(gfid(), &t, b"x", 0o644, 0, 0);
+        e.entry = bad.clone();
+        let err = s.c().entry_ops(vec![e]).unwrap_err();
+        let ClientError::Remote(r) = err else { panic!("{err}") };
+        assert!(r.message.contains("unsafe path"), "{}", r.message);
+        assert_eq!(r.path.as_deref(), Some(bad.as_slice()));
+    }
+    assert!(s.c().lstat(vec![b"/etc/shadow".to_vec()]).is_err());
+    // Still serving.
+    assert!(s.c().pid().is_ok());
+    let pid = s.pid;
+    let _ = s.close();
+    assert_nothing_left(&vol, pid);
+
+    // Raw frames: a frame that is not a request gets an error reply with
+    // its id and the server goes on; a cut stream ends it with exit 1.
+    let (mut child, log) = spawn(&vol, &[]);
+    let mut w = child.stdin.take().unwrap();
+    let mut r = child.stdout.take().unwrap();
+    let mut chan = gsyncd::proto::rpc::Duplex { r: &mut r, w: &mut w };
+    gsyncd::proto::handshake(&mut chan, gsyncd::proto::Role::Worker, gsyncd::proto::Role::Secondary, "s").unwrap();
+    let mut junk = postcard::to_stdvec(&9u64).unwrap();
+    junk.extend_from_slice(&[0xee, 0xff, 0x01]);
+    gsyncd::proto::write_frame(&mut w, &junk, 1 << 20, "s").unwrap();
+    let reply: gsyncd::proto::rpc::Reply = gsyncd::proto::recv(&mut r, 1 << 26, "s").unwrap().unwrap();
+    assert_eq!(reply.id, 9);
+    assert!(reply.result.unwrap_err().message.contains("malformed request"));
+    let pid = child.id();
+    w.write_all(&[0, 0, 0, 50, 1, 2, 3]).unwrap();
+    drop(w);
+    let st = wait_exit(&mut child, Duration::from_secs(20));
+    let text = String::from_utf8_lossy(&log.lock().unwrap()).into_owned();
+    assert_eq!(st.code(), Some(1), "{text}");
+    assert!(text.contains("connection to the primary is broken"), "{text}");
+    assert_nothing_left(&vol, pid);
+}

@@ -316,11 +316,15 @@ pub struct MountGuardArgs {
     pub cli_options: Vec<String>,
 }
 
+/// The forced command for the primary's key in the secondary user's
+/// authorized_keys:
+///
+/// command="/usr/bin/gsyncd ssh-gate",no-port-forwarding,no-agent-forwarding,no-X11-forwarding,no-pty ssh-ed25519 AAAA...
 #[derive(Debug, Args)]
 pub struct SshGateArgs {
-    /// Session whose secondary this key may reach (restricts the volume).
-    #[arg(long)]
-    pub session: Option<String>,
+    /// Only serve this secondary volume (repeatable); without it, any.
+    #[arg(long, value_name = "NAME")]
+    pub volume: Vec<String>,
 }
 
 #[cfg(test)]

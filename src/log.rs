@@ -25,6 +25,10 @@ pub struct LogSettings<'a> {
     /// The role (`config`, `supervise`, `worker`, ...).
     pub role: &'a str,
     pub session: Option<&'a str>,
+    /// When logging to stderr, also copy every record to the journal if one
+    /// is reachable: for the secondary-side roles, whose stderr goes back to
+    /// the primary over ssh but whose node's administrators read the journal.
+    pub also_journal: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -103,21 +107,24 @@ pub fn init(s: &LogSettings<'_>) -> Result<Logger, LogError> {
         LogTarget::Auto => stderr_is_journal(),
     };
     let registry = tracing_subscriber::registry().with(filter);
+    let journal_layer = || {
+        tracing_journald::layer()
+            .map(|l| l.with_field_prefix(Some("GSYNCD".to_owned())).with_syslog_identifier("gsyncd".to_owned()))
+    };
     if journald {
-        match tracing_journald::layer() {
+        match journal_layer() {
             Ok(layer) => {
-                let layer =
-                    layer.with_field_prefix(Some("GSYNCD".to_owned())).with_syslog_identifier("gsyncd".to_owned());
                 registry.with(layer).try_init().map_err(LogError::AlreadySet)?;
             }
             Err(e) if s.target == LogTarget::Journald => return Err(LogError::Journald(e)),
             Err(_) => {
-                init_stderr(registry)?;
+                init_stderr(registry.with(None::<tracing_journald::Layer>))?;
                 return Ok(Logger { _span: root_span(s), journald: false });
             }
         }
     } else {
-        init_stderr(registry)?;
+        let copy = if s.also_journal && s.target == LogTarget::Auto { journal_layer().ok() } else { None };
+        init_stderr(registry.with(copy))?;
     }
     Ok(Logger { _span: root_span(s), journald })
 }
@@ -157,6 +164,7 @@ mod tests {
             target: LogTarget::Stderr,
             role: "t",
             session: None,
+            also_journal: false,
         };
         assert_eq!(filter(&s).unwrap().to_string(), "debug");
     }

@@ -41,9 +41,8 @@ fn session_of(c: &Command) -> Option<&str> {
         Command::Monitor(a) => Some(&a.session),
         Command::Agent(a) => Some(&a.session),
         Command::Worker(a) => Some(&a.brick.session),
-        Command::Secondary(_) | Command::Changelog(_) | Command::MountGuard(_) => None,
+        Command::Secondary(_) | Command::Changelog(_) | Command::MountGuard(_) | Command::SshGate(_) => None,
         Command::CleanupMounts(a) => a.session.as_deref(),
-        Command::SshGate(a) => a.session.as_deref(),
     }
 }
 
@@ -96,6 +95,7 @@ fn main() -> ExitCode {
         target: cli.global.log_target,
         role,
         session: session.as_deref(),
+        also_journal: matches!(cli.command, Command::Secondary(_) | Command::SshGate(_) | Command::MountGuard(_)),
     };
     let logger = match log::init(&settings) {
         Ok(s) => s,

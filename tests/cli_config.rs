@@ -348,11 +348,10 @@ fn usage_errors_and_unimplemented_roles_have_their_codes() {
     assert_eq!(code(&d.gsyncd(&["config", "frob"])), 64);
     assert_eq!(code(&d.gsyncd(&["config", "get", "bad/name"])), 64);
     assert_eq!(code(&d.gsyncd(&["--log-level", "loud", "config", "get", "x"])), 64);
-    for role in [&["ssh-gate"][..]] {
-        let o = d.gsyncd(role);
-        assert_eq!(code(&o), 69, "{role:?}: {}", stderr(&o));
-        assert!(stderr(&o).contains("not implemented yet"), "{}", stderr(&o));
-    }
+    // The gate outside an ssh session refuses, exit 1.
+    let o = d.gsyncd(&["ssh-gate"]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(stderr(&o).contains("interactive logins are not allowed"), "{}", stderr(&o));
     // The secondary needs a worker's Hello on stdin; without one it says so.
     let o = d.gsyncd(&["secondary", "gv0", "h::gv1"]);
     assert_eq!(code(&o), 1, "{}", stderr(&o));

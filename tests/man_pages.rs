@@ -163,6 +163,30 @@ fn every_visible_cli_option_is_documented() {
     }
 }
 
+/// The secondary-side roles are hidden from --help (nobody types them) but
+/// administrators of the secondary configure and read them: every option of
+/// `secondary` and `ssh-gate` is on gsyncd-secondary(8).
+#[test]
+fn secondary_side_roles_are_documented() {
+    let text = read("gsyncd-secondary.8").replace("\\-", "-");
+    let root = Cli::command();
+    for name in ["secondary", "ssh-gate"] {
+        let sub = root.find_subcommand(name).unwrap();
+        assert!(text.contains(&format!("gsyncd {name}")), "gsyncd-secondary.8 does not show gsyncd {name}");
+        for a in sub.get_arguments().filter(|a| !a.is_global_set()) {
+            if let Some(l) = a.get_long().filter(|l| *l != "help") {
+                assert!(text.contains(&format!("--{l}")), "gsyncd-secondary.8 does not document {name} --{l}");
+            }
+        }
+    }
+    assert!(
+        text.contains(
+            "command=\"/usr/bin/gsyncd ssh-gate\",no-port-forwarding,no-agent-forwarding,no-X11-forwarding,no-pty"
+        ),
+        "gsyncd-secondary.8 lacks the authorized_keys line"
+    );
+}
+
 /// Every option name the man page documents exists, and every live option
 /// is documented (both directions of drift).
 #[test]
@@ -183,7 +207,14 @@ fn groff_finds_nothing_to_warn_about() {
     if Command::new("groff").arg("--version").output().is_err() {
         panic!("groff is not installed (package groff-base); scripts/test.sh installs it");
     }
-    for page in ["gsyncd.8", "gsyncd-config.8", "gsyncd-changelog.8", "gsyncd-cleanup-mounts.8", "gsyncd.toml.5"] {
+    for page in [
+        "gsyncd.8",
+        "gsyncd-config.8",
+        "gsyncd-changelog.8",
+        "gsyncd-cleanup-mounts.8",
+        "gsyncd-secondary.8",
+        "gsyncd.toml.5",
+    ] {
         let o = Command::new("groff").args(["-man", "-ww", "-z"]).arg(man(page)).output().unwrap();
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(o.status.success() && err.trim().is_empty(), "groff on {page}:\n{err}");

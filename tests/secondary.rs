@@ -40,6 +40,7 @@ fn main() {
             trial("odd_names_spaces_newlines_percent_non_utf8", fx, odd_names),
             trial("distributed_volume_entry_ops", fx, distributed),
             trial("path_guard_and_malformed_frames", fx, guard_and_frames),
+            trial("ssh_gate_admits_only_the_server_and_its_receives", fx, ssh_gate),
         ]
     })
 }
@@ -267,12 +268,17 @@ fn lifecycle_eof(fx: &Fixture) {
     assert_eq!(proto, gsyncd::proto::PROTOCOL_VERSION);
     assert_eq!(pkg, env!("CARGO_PKG_VERSION"));
     let pid = s.pid;
-    // The mount is reachable only through the server's cwd.
-    let cwd = fs::read_link(format!("/proc/{pid}/cwd")).unwrap();
-    assert!(cwd.to_string_lossy().contains(&vol.name) || cwd == Path::new("/"), "{}", cwd.display());
-    assert!(!mount_point(&vol, pid).exists(), "the mount point must be gone once entered");
-    assert!(!mounted_anywhere(&mount_point(&vol, pid)));
-    // ... and through it, the volume's root (as rsync and tar will use it).
+    // The server works inside its mount, which it made in a mount namespace
+    // of its own: this (host) namespace sees only the empty mount point.
+    let mp = mount_point(&vol, pid);
+    assert_eq!(fs::read_link(format!("/proc/{pid}/cwd")).unwrap(), mp);
+    assert!(!mounted_anywhere(&mp), "the mount is private to the server");
+    assert_eq!(fs::read_dir(&mp).unwrap().count(), 0);
+    assert_ne!(
+        fs::metadata(format!("/proc/{pid}/ns/mnt")).unwrap().ino(),
+        fs::metadata("/proc/self/ns/mnt").unwrap().ino()
+    );
+    // Through the server's cwd it is the volume (as rsync and tar will use it).
     assert!(fs::read_dir(format!("/proc/{pid}/cwd")).is_ok());
     let (st, log) = s.close();
     assert_eq!(st.code(), Some(0), "{log}");
@@ -748,5 +754,108 @@ fn guard_and_frames(fx: &Fixture) {
     let text = String::from_utf8_lossy(&log.lock().unwrap()).into_owned();
     assert_eq!(st.code(), Some(1), "{text}");
     assert!(text.contains("connection to the primary is broken"), "{text}");
+    assert_nothing_left(&vol, pid);
+}
+
+// ----------------------------------------------------------------- ssh gate
+
+fn ssh_gate(fx: &Fixture) {
+    let vol = single(fx);
+    let sshd = fx.sshd();
+    let key = sshd.add_forced_key("gate_key", &format!("{} ssh-gate --volume {}", gsyncd(), vol.name));
+    let opts = sshd.ssh_options_with(&key);
+    let ssh = |cmd: Option<&str>| {
+        let mut c = Command::new("ssh");
+        c.args(&opts).arg("root@127.0.0.1");
+        if let Some(cmd) = cmd {
+            c.arg(cmd);
+        }
+        c.stdin(Stdio::null()).output().unwrap()
+    };
+    let text = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).into_owned();
+    for cmd in [
+        Some("sh -c id"),
+        Some("id"),
+        Some("cat /etc/shadow"),
+        Some("scp -t /tmp"),
+        Some("rsync --server --sender -logDtpre.iLsfxC . /etc"),
+        Some("rsync --server -logDtpre.iLsfxC . /etc"),
+        Some("tar -xf - -C /proc/1/cwd"),
+        Some("tar --to-command=sh -xf - -C /tmp"),
+        Some("gsyncd secondary pv localhost::othervol"),
+        Some("gsyncd secondary pv localhost::vol; id"),
+        Some("gsyncd config get x"),
+        None,
+    ] {
+        let o = ssh(cmd);
+        assert_eq!(o.status.code(), Some(1), "{cmd:?} was not refused: {}", text(&o));
+        assert!(text(&o).contains("refused"), "{cmd:?}: {}", text(&o));
+    }
+    let o = ssh(Some("gsyncd --version"));
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("gsyncd "));
+
+    // The real thing: the server through the gate, then data by rsync and
+    // by tar into its (otherwise unreachable) mount.
+    let mut child = Command::new("ssh")
+        .args(&opts)
+        .arg("root@127.0.0.1")
+        .arg(format!("/usr/bin/gsyncd secondary pvol localhost::{} --primary-node localhost", vol.name))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let client = Client::connect(child.stdout.take().unwrap(), child.stdin.take().unwrap(), "secondary").unwrap();
+    let pid = client.pid().unwrap();
+    let t = gfid();
+    let (f1, f2) = (gfid(), gfid());
+    let fails = client
+        .entry_ops(vec![
+            mkdir(t, &ROOT, b"gate", 0o755),
+            create(f1, &t, b"by rsync", 0o644, 0, 0),
+            create(f2, &t, b"by tar", 0o644, 0, 0),
+        ])
+        .unwrap();
+    assert!(fails.is_empty(), "{fails:?}");
+    let src = tempfile::tempdir().unwrap();
+    fs::create_dir(src.path().join(".gfid")).unwrap();
+    let body1: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    fs::write(src.path().join(".gfid").join(f1.to_string()), &body1).unwrap();
+    fs::write(src.path().join(".gfid").join(f2.to_string()), b"tar body\n").unwrap();
+    let e = opts.iter().map(|o| o.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ");
+    let mut rsync = Command::new("rsync")
+        .args(["-aR0", "--inplace", "--files-from=-", "--super", "--numeric-ids", "--no-implied-dirs", "--existing"])
+        .arg("-e")
+        .arg(format!("ssh {e}"))
+        .arg(".")
+        .arg(format!("root@127.0.0.1:/proc/{pid}/cwd"))
+        .current_dir(src.path())
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    rsync.stdin.take().unwrap().write_all(format!(".gfid/{f1}\0").as_bytes()).unwrap();
+    let out = rsync.wait_with_output().unwrap();
+    assert!(out.status.success(), "rsync through the gate: {}", String::from_utf8_lossy(&out.stderr));
+    let got = vol.mount.join("gate").join("by rsync");
+    wait_for(Duration::from_secs(10), "the rsync'd data on the secondary", || {
+        (fs::read(&got).ok()? == body1).then_some(())
+    });
+    let tar = Command::new("sh")
+        .arg("-c")
+        .arg(format!("tar -cf - .gfid/{f2} | ssh {e} root@127.0.0.1 tar --overwrite -xf - -C /proc/{pid}/cwd"))
+        .current_dir(src.path())
+        .output()
+        .unwrap();
+    assert!(tar.status.success(), "tar through the gate: {}", String::from_utf8_lossy(&tar.stderr));
+    let got = vol.mount.join("gate").join("by tar");
+    wait_for(Duration::from_secs(10), "the tar'd data on the secondary", || {
+        (fs::read(&got).ok()? == b"tar body\n").then_some(())
+    });
+    assert_eq!(brick_gfid(&vol, Path::new("gate/by tar")), f2, "tar wrote through the gfid, not a new file");
+    drop(client);
+    let st = wait_exit(&mut child, Duration::from_secs(20));
+    assert_eq!(st.code(), Some(0));
     assert_nothing_left(&vol, pid);
 }

@@ -2,21 +2,21 @@
 //! (reference §7.1, ARCHITECTURE principle 3).
 //!
 //! The process mounts the volume (`glusterfs --aux-gfid-mount ...` as root,
-//! or glusterd's mountbroker for a non-root user), `chdir`s into it, and
-//! lazily unmounts it at once: from then on the mount is reachable only
-//! through the process's working directory (and `/proc/<pid>/cwd`), and the
-//! kernel drops it, which ends the glusterfs client, when the last process
-//! holding it exits, SIGKILL included. Root callers also mount in a private
-//! mount namespace, so that nobody else ever sees the mount at all.
+//! or glusterd's mountbroker for a non-root user) and `chdir`s into it. As
+//! root it does so in a mount namespace of its own, so nobody else ever sees
+//! the mount (the ssh gate joins that namespace to run rsync or tar there).
 //!
-//! The window between mount and lazy unmount is covered by a guard: a small
-//! `gsyncd mount-guard` process, started before the mount in its own session,
-//! that reads a pipe from its parent. The parent writes the mount point, then
-//! `M` once mounted, then `D` when it has cleaned up itself. If the pipe
-//! reaches end-of-file without `D` (the parent died), the guard unmounts and
-//! removes the mount point. With `keep` (the `access-mount` options, for
-//! debugging), the mount stays visible for the life of the process and the
-//! guard removes it when the process ends, however it ends.
+//! The mount stays attached while the process lives, because rsync >= 3.4
+//! needs a working directory that `getcwd()` can name: the reference's
+//! "chdir, then lazy umount" leaves a detached cwd, which that rsync refuses
+//! (gluster issue 4533). What removes the mount when the process dies,
+//! however it dies, is a guard: a small `gsyncd mount-guard` process in the
+//! same namespace and in its own session, started before the mount, that
+//! reads a pipe from its parent. The parent writes the mount point, then `M`
+//! once mounted, and `D` when it has cleaned up itself at a normal exit.
+//! When the pipe reaches end-of-file without `D` (the parent died, SIGKILL
+//! included), the guard lazily unmounts, which ends the glusterfs client,
+//! and removes the mount point.
 
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File};
@@ -59,12 +59,6 @@ pub enum MountError {
     Enter {
         volume: String,
         path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error("cannot make the mount of volume {volume} private: {source}")]
-    Detach {
-        volume: String,
         #[source]
         source: io::Error,
     },
@@ -194,9 +188,8 @@ impl Guard {
 /// A mount this process is inside of.
 #[derive(Debug)]
 pub struct Entered {
-    /// Where it was mounted (gone from the file system unless kept).
+    /// Where it is mounted (in this process's mount namespace).
     pub mount_point: PathBuf,
-    pub kept: bool,
     mounter: Mounter,
     command_dir: PathBuf,
     guard: Option<Guard>,
@@ -259,10 +252,10 @@ fn mkdir_private(path: &Path) -> io::Result<()> {
     fs::set_permissions(path, fs::Permissions::from_mode(0o700))
 }
 
-/// Mounts, enters, and (unless `keep`) lazily unmounts: see the module docs.
-/// `exe` is this binary (for the guard). The caller must already be in a
-/// private namespace if it wants one ([`private_namespace`]).
-pub fn mount_and_enter(o: &MountOptions, mounter: &Mounter, keep: bool, exe: &Path) -> Result<Entered, MountError> {
+/// Mounts and enters the volume, guarded: see the module docs. `exe` is
+/// this binary (for the guard). The caller must already be in a private
+/// namespace if it wants one ([`private_namespace`]).
+pub fn mount_and_enter(o: &MountOptions, mounter: &Mounter, exe: &Path) -> Result<Entered, MountError> {
     let start = Instant::now();
     let deadline = start + o.timeout;
     let timeout = || MountError::Timeout { volume: o.volume.clone(), secs: o.timeout.as_secs() };
@@ -327,16 +320,8 @@ pub fn mount_and_enter(o: &MountOptions, mounter: &Mounter, keep: bool, exe: &Pa
     }
     wait_ready(Duration::from_millis(2200));
 
-    let mut e =
-        Entered { mount_point, kept: keep, mounter: mounter.clone(), command_dir: o.command_dir.clone(), guard: None };
-    if keep {
-        e.guard = Some(guard);
-    } else {
-        e.detach().map_err(|source| MountError::Detach { volume: o.volume.clone(), source })?;
-        guard.finish().map_err(MountError::Guard)?;
-    }
-    tracing::debug!(elapsed_ms = start.elapsed().as_millis() as u64, kept = keep, "aux mount ready");
-    Ok(e)
+    tracing::debug!(elapsed_ms = start.elapsed().as_millis() as u64, "aux mount ready");
+    Ok(Entered { mount_point, mounter: mounter.clone(), command_dir: o.command_dir.clone(), guard: Some(guard) })
 }
 
 /// Polls `dht.subvol.status` on the current directory until it reads "1"
@@ -385,17 +370,11 @@ fn lazy_umount(mounter: &Mounter, command_dir: &Path, mp: &Path) -> io::Result<(
 }
 
 impl Entered {
-    fn detach(&mut self) -> io::Result<()> {
-        lazy_umount(&self.mounter, &self.command_dir, &self.mount_point)
-    }
-
-    /// At a clean exit: a kept mount is unmounted now (a detached one goes
-    /// with the process anyway), and the guard is told it has nothing to do.
+    /// At a clean exit: leaves the mount, unmounts it lazily, removes the
+    /// mount point, and tells the guard it has nothing to do.
     pub fn release(mut self) -> io::Result<()> {
-        if self.kept {
-            let _ = std::env::set_current_dir("/");
-            self.detach()?;
-        }
+        let _ = std::env::set_current_dir("/");
+        lazy_umount(&self.mounter, &self.command_dir, &self.mount_point)?;
         match self.guard.take() {
             Some(g) => g.finish(),
             None => Ok(()),

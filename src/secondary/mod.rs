@@ -14,6 +14,7 @@
 //! keep-alive. Each is logged with its reason and exits 0; a broken stream
 //! (a frame cut short, or larger than the limit) exits 1.
 
+pub mod gate;
 pub mod ops;
 
 use std::fs::File;
@@ -29,7 +30,6 @@ use tracing::{debug, error, info, warn};
 
 use crate::cli::{MountGuardArgs, SecondaryArgs, SshGateArgs};
 use crate::config::value::SecondaryUrl;
-use crate::exit::NotImplemented;
 use crate::gluster::auxmount::{self, Entered, MountOptions, Mounter, RUN_ROOT};
 use crate::gluster::xattr::keys;
 use crate::gluster::{cli as gcli, escape};
@@ -218,7 +218,12 @@ pub fn run(a: &SecondaryArgs) -> anyhow::Result<()> {
     let root = is_root();
     let exe = std::env::current_exe().context("cannot find this program's path")?;
     if root && !a.secondary_access_mount {
-        auxmount::private_namespace()?;
+        // Without a namespace of our own (a container may forbid it) the
+        // mount is visible to root processes while we run; the guard still
+        // removes it when we end.
+        if let Err(e) = auxmount::private_namespace() {
+            warn!("{e:#}; mounting in the shared namespace");
+        }
     }
     // Process-wide setup is done; threads may start now.
     let signals = signal_hook::iterator::Signals::new([
@@ -254,9 +259,9 @@ pub fn run(a: &SecondaryArgs) -> anyhow::Result<()> {
         Mounter::Broker { label: user.clone(), user, cli_options: Vec::new() }
     };
     let t0 = Instant::now();
-    let entered: Entered = auxmount::mount_and_enter(&mount_opts, &mounter, a.secondary_access_mount, &exe)?;
+    let entered: Entered = auxmount::mount_and_enter(&mount_opts, &mounter, &exe)?;
     info!(
-        volume = %url.volume, duration_ms = t0.elapsed().as_millis() as u64, kept = entered.kept,
+        volume = %url.volume, duration_ms = t0.elapsed().as_millis() as u64,
         mount_point = %entered.mount_point.display(), "mounted the secondary volume"
     );
 
@@ -339,7 +344,7 @@ pub fn run(a: &SecondaryArgs) -> anyhow::Result<()> {
         }
     };
     if let Err(e) = entered.release() {
-        warn!("cannot remove the kept mount: {e}");
+        warn!("cannot remove the mount: {e}");
     }
     outcome
 }
@@ -375,8 +380,8 @@ fn brick_dirs(bin: &Path, glusterd_workdir: &Path, volume: &str) -> Vec<PathBuf>
         .collect()
 }
 
-pub fn gate(_args: &SshGateArgs) -> anyhow::Result<()> {
-    Err(NotImplemented("the ssh-gate role").into())
+pub fn gate(args: &SshGateArgs) -> anyhow::Result<()> {
+    gate::run(args)
 }
 
 /// `gsyncd mount-guard`: see [`crate::gluster::auxmount`].

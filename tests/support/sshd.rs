@@ -113,6 +113,38 @@ impl Sshd {
         v
     }
 
+    /// Admits a new key for root whose sessions run `command` whatever the
+    /// client asks (an `authorized_keys` forced command with the usual
+    /// restrictions); returns the private key.
+    pub fn add_forced_key(&self, name: &str, command: &str) -> PathBuf {
+        let key = self.dir.join(name);
+        if !key.exists() {
+            keygen(&key);
+            let pubkey = fs::read_to_string(self.dir.join(format!("{name}.pub")))
+                .unwrap_or_else(|e| panic!("no public key {name}: {e}"));
+            let line = format!(
+                "command=\"{command}\",no-port-forwarding,no-agent-forwarding,no-X11-forwarding,no-pty {}",
+                pubkey.trim()
+            );
+            let mut f = fs::OpenOptions::new()
+                .append(true)
+                .open(self.dir.join("authorized_keys"))
+                .unwrap_or_else(|e| panic!("cannot open authorized_keys: {e}"));
+            std::io::Write::write_all(&mut f, format!("{line}\n").as_bytes())
+                .unwrap_or_else(|e| panic!("cannot write authorized_keys: {e}"));
+        }
+        key
+    }
+
+    /// ssh options that reach this sshd as root with `key`.
+    pub fn ssh_options_with(&self, key: &Path) -> Vec<OsString> {
+        let mut v = self.ssh_options();
+        if let Some(i) = v.iter().position(|o| o == "-i") {
+            v[i + 1] = key.as_os_str().to_owned();
+        }
+        v
+    }
+
     /// `ssh ... root@127.0.0.1 <remote command>`.
     pub fn ssh(&self, remote: &str) -> Command {
         let mut c = Command::new("ssh");

@@ -41,6 +41,7 @@ fn main() {
             trial("distributed_volume_entry_ops", fx, distributed),
             trial("path_guard_and_malformed_frames", fx, guard_and_frames),
             trial("ssh_gate_admits_only_the_server_and_its_receives", fx, ssh_gate),
+            trial("differential_against_the_reference_secondary", fx, differential),
         ]
     })
 }
@@ -858,4 +859,215 @@ fn ssh_gate(fx: &Fixture) {
     let st = wait_exit(&mut child, Duration::from_secs(20));
     assert_eq!(st.code(), Some(0));
     assert_nothing_left(&vol, pid);
+}
+
+// ------------------------------------------------------------- differential
+
+/// An entry op as the reference's worker would send it (its `edct` dict).
+fn ref_entry(e: &EntryOp) -> serde_json::Value {
+    use serde_json::json;
+    let s = |b: &[u8]| String::from_utf8(b.to_vec()).expect("differential names are UTF-8");
+    let mut m = json!({"op": e.op.name(), "skip_entry": e.skip, "gfid": e.gfid.to_string(), "entry": s(&e.entry)});
+    let t = |t: Time| t.sec as f64 + f64::from(t.nsec) / 1e9;
+    match e.op {
+        Op::Create | Op::Mknod | Op::Mkdir => {
+            m["mode"] = json!(e.mode);
+            m["uid"] = json!(e.uid);
+            m["gid"] = json!(e.gid);
+        }
+        Op::Link | Op::Symlink | Op::Rename => {
+            m["stat"] = match e.stat {
+                Some(st) => {
+                    json!({"uid": st.uid, "gid": st.gid, "mode": st.mode, "atime": t(st.atime), "mtime": t(st.mtime)})
+                }
+                None => json!({}),
+            };
+            m["link"] = json!(e.link.as_deref().map(s));
+            if let Some(d) = &e.entry1 {
+                m["entry1"] = json!(s(d));
+            }
+        }
+        Op::Unlink | Op::Rmdir => {}
+    }
+    m
+}
+
+/// A failure reduced to what both implementations report.
+type Norm = (u32, i32, bool, bool, bool, bool, Option<String>, Option<String>, Option<String>);
+
+fn norm_ours(f: &[EntryFailure]) -> Vec<Norm> {
+    let s = |b: &Option<Vec<u8>>| b.as_ref().map(|b| String::from_utf8_lossy(b).into_owned());
+    let mut v: Vec<Norm> = f
+        .iter()
+        .map(|f| {
+            let i = &f.info;
+            let g = i.secondary_gfid.map(|g| g.to_string());
+            (
+                f.index,
+                f.errno,
+                i.gfid_mismatch,
+                i.name_mismatch,
+                i.dst,
+                i.secondary_isdir,
+                g,
+                s(&i.secondary_name),
+                s(&i.secondary_entry),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn norm_ref(v: &serde_json::Value) -> Vec<Norm> {
+    let mut out: Vec<Norm> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            let i = &f["info"];
+            let b = |k: &str| i[k].as_bool().unwrap_or(false);
+            let st = |k: &str| i[k].as_str().map(str::to_owned);
+            (
+                f["index"].as_u64().unwrap() as u32,
+                f["errno"].as_i64().unwrap() as i32,
+                b("gfid_mismatch"),
+                b("name_mismatch"),
+                b("dst"),
+                b("secondary_isdir"),
+                st("secondary_gfid"),
+                st("secondary_name"),
+                st("secondary_entry"),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn differential(fx: &Fixture) {
+    let ours = fx.volume("diff-ours", Shape::Single, Side::Secondary);
+    let theirs = fx.volume("diff-ref", Shape::Single, Side::Secondary);
+    let g: Vec<Gfid> = (0..20).map(|_| gfid()).collect();
+    let (top, d1, d2, f1, f2, fifo, s1, h, r1, r2, x) =
+        (g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8], g[9], g[10]);
+    let sym = |gf: Gfid, pg: &Gfid, name: &[u8], target: &[u8], uid: u32| {
+        let mut e = op(Op::Symlink, gf, pg, name);
+        e.stat = Some(stat(0o120_777, uid, uid));
+        e.link = Some(target.to_vec());
+        e
+    };
+    let lnk = |gf: Gfid, pg: &Gfid, name: &[u8], mode: u32| {
+        let mut e = op(Op::Link, gf, pg, name);
+        e.stat = Some(stat(mode, 1000, 1000));
+        e
+    };
+    let ren = |gf: Gfid, pg: &Gfid, from: &[u8], dpg: &Gfid, to: &[u8], st: Option<Stat>, link: Option<&[u8]>| {
+        let mut e = op(Op::Rename, gf, pg, from);
+        e.entry1 = Some(entry(dpg, to));
+        e.stat = st;
+        e.link = link.map(<[u8]>::to_vec);
+        e
+    };
+    let mut fifo_op = op(Op::Mknod, fifo, &d1, b"fifo");
+    fifo_op.mode = 0o010_640;
+    let batches: Vec<Vec<EntryOp>> = vec![
+        vec![
+            // The first blob: the reference sends its process umask here.
+            mkdir(top, &ROOT, b"diff", 0o775),
+            mkdir(d1, &top, b"d1", 0o750),
+            create(f1, &d1, b"f1", 0o644, 1000, 1000),
+            create(f2, &d1, b"f2 with space", 0o600, 0, 0),
+            fifo_op,
+            sym(s1, &d1, b"s1", b"../elsewhere", 1001),
+            lnk(f1, &top, b"h1", 0o100_644),
+            lnk(h, &top, b"h-new", 0o100_640),
+            mkdir(d2, &top, b"d2", 0o755),
+            create(x, &d2, b"x", 0o644, 0, 0),
+        ],
+        vec![
+            ren(f2, &d1, b"f2 with space", &top, b"f2r", Some(stat(0o100_600, 0, 0)), None),
+            ren(f1, &d1, b"f1", &top, b"h1", Some(stat(0o100_644, 1000, 1000)), None),
+            ren(r1, &d1, b"gone", &top, b"r1-new", Some(stat(0o100_644, 0, 0)), None),
+            ren(r2, &d1, b"gone-link", &top, b"r2-link", Some(stat(0o120_777, 0, 0)), Some(b"t")),
+            ren(d2, &top, b"d2", &ROOT, b"diff-d2r", Some(stat(0o040_755, 0, 0)), None),
+        ],
+        vec![
+            sym(g[11], &top, b"h1", b"clash", 0),
+            op(Op::Unlink, h, &top, b"d1"),
+            mkdir(d1, &top, b"d1-renamed", 0o750),
+            mkdir(g[12], &top, b"d1", 0o755),
+            create(g[13], &g[14], b"orphan", 0o644, 0, 0),
+        ],
+        vec![op(Op::Unlink, h, &top, b"h-new"), op(Op::Rmdir, d1, &top, b"d1")],
+    ];
+    let go = |gf: &Gfid| [b".gfid/".as_slice(), &gf.canonical()].concat();
+    let meta_st = Stat { uid: 7, gid: 8, mode: 0o100_640, ..stat(0, 0, 0) };
+    let meta = vec![
+        MetaOp { go: go(&f1), stat: meta_st },
+        MetaOp { go: go(&r2), stat: Stat { mode: 0o120_777, ..meta_st } },
+        MetaOp { go: go(&g[15]), stat: meta_st },
+    ];
+
+    // Ours.
+    let s = Server::start(&ours, &[]);
+    let our_fails: Vec<Vec<Norm>> = batches.iter().map(|b| norm_ours(&s.ops(b.clone()))).collect();
+    let our_meta = s.c().meta_ops(meta.clone()).unwrap();
+    let _ = s.close();
+
+    // Theirs, through the reference's own secondary.
+    let mut calls: Vec<serde_json::Value> = batches
+        .iter()
+        .map(|b| serde_json::json!({"method": "entry_ops", "args": [b.iter().map(ref_entry).collect::<Vec<_>>()]}))
+        .collect();
+    let t = |t: Time| t.sec as f64 + f64::from(t.nsec) / 1e9;
+    let ref_meta: Vec<serde_json::Value> = meta
+        .iter()
+        .map(|m| {
+            let st = m.stat;
+            serde_json::json!({"op": "META", "skip_entry": false, "go": String::from_utf8(m.go.clone()).unwrap(),
+                "stat": {"uid": st.uid, "gid": st.gid, "mode": st.mode, "atime": t(st.atime), "mtime": t(st.mtime)}})
+        })
+        .collect();
+    calls.push(serde_json::json!({"method": "meta_ops", "args": [ref_meta]}));
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/refsecondary.py");
+    let mut py = Command::new("python3")
+        .arg(&script)
+        .args(["--primary-vol", "pvol", "--secondary-vol", &theirs.name])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    py.stdin.take().unwrap().write_all(serde_json::json!({"calls": calls}).to_string().as_bytes()).unwrap();
+    let out = py.wait_with_output().unwrap();
+    assert!(out.status.success(), "the reference driver failed");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let tail = report["stderr_tail"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(report["exit_status"], 0, "{tail}");
+    assert_eq!(report["leftover_mounts"], serde_json::json!([]), "the reference left a mount: {tail}");
+    let results = report["results"].as_array().unwrap();
+    for (i, ours) in our_fails.iter().enumerate() {
+        let r = &results[i];
+        assert!(r.get("ok").is_some(), "reference batch {i} failed: {r}\n{tail}");
+        assert_eq!(ours, &norm_ref(&r["ok"]), "failure records of batch {i} differ (left ours, right the reference)");
+    }
+    assert_eq!(results[batches.len()]["ok"], serde_json::json!([]), "{tail}");
+    assert!(our_meta.is_empty(), "{our_meta:?}");
+    // The conflict batch really produced the records both sides agree on.
+    assert_eq!(our_fails[2].len(), 5, "{:?}", our_fails[2]);
+
+    // Same trees, same GFIDs, same owners and modes, but one finding: the
+    // reference's first newfile blob carries its process umask (022), so the
+    // first entry it creates loses group write (0775 -> 0755); gsyncd sends
+    // umask 0 and replays the primary's mode exactly.
+    let settle = Duration::from_secs(2);
+    std::thread::sleep(settle);
+    let o = support::tree::Options { mtimes: false, ..support::tree::Options::default() };
+    let diffs = support::tree::compare(&ours.mount, &theirs.mount, &o);
+    assert_eq!(diffs.len(), 1, "{}", support::tree::report(&diffs));
+    assert_eq!(diffs[0].path, b"diff", "{}", support::tree::report(&diffs));
+    assert!(diffs[0].what.contains("mode"), "{}", support::tree::report(&diffs));
+    assert_eq!(fs::metadata(ours.mount.join("diff")).unwrap().mode() & 0o777, 0o775);
+    assert_eq!(fs::metadata(theirs.mount.join("diff")).unwrap().mode() & 0o777, 0o755);
 }

@@ -1,7 +1,7 @@
 # Shared by scripts/test.sh and scripts/demo.sh. Source it; do not run it.
 
 # Packages gsyncd's tests and demo need on a Debian 12 machine.
-GSYNCD_PACKAGES=(glusterfs-server glusterfs-client rsync openssh-server openssh-client attr groff-base man-db python3)
+GSYNCD_PACKAGES=(glusterfs-server glusterfs-client rsync openssh-server openssh-client attr groff-base man-db python3 iproute2 util-linux passwd tar)
 # Installed without recommends (they would pull in a whole systemd setup).
 GSYNCD_PACKAGES_NORECOMMENDS=(systemd systemd-container)
 

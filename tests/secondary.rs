@@ -43,6 +43,7 @@ fn main() {
             trial("ssh_gate_admits_only_the_server_and_its_receives", fx, ssh_gate),
             trial("differential_against_the_reference_secondary", fx, differential),
             trial("rename_on_mkdir_lookup_without_local_bricks_uses_gfid2path", fx, gfid2path_lookup),
+            trial("non_root_secondary_mounts_through_the_mountbroker", fx, mountbroker),
         ]
     })
 }
@@ -1102,4 +1103,223 @@ fn gfid2path_lookup(fx: &Fixture) {
     assert!(f[0].info.name_mismatch && f[0].info.secondary_isdir);
     assert_eq!(f[0].info.secondary_entry, Some(entry(&sub, b"moved")));
     let _ = s.close();
+}
+
+// -------------------------------------------------------------- mountbroker
+
+/// A second glusterd, set up for a mountbroker user, in a network namespace
+/// of its own (so it has its own port 24007 and `localhost`), with one
+/// volume; and that non-root user.
+struct Broker {
+    ns: String,
+    dir: PathBuf,
+    user: String,
+    uid: u32,
+    gid: u32,
+    vol: String,
+    brick: PathBuf,
+    bin: PathBuf,
+    log_dir: PathBuf,
+}
+
+fn sh(cmd: &mut Command) -> String {
+    let o = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        o.status.success(),
+        "{cmd:?}: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+impl Broker {
+    fn start() -> Broker {
+        let pid = std::process::id();
+        let user = "gsyncd-mbtest".to_owned();
+        if !Command::new("id").arg(&user).output().unwrap().status.success() {
+            sh(Command::new("useradd").args(["-M", "-r", "-s", "/usr/sbin/nologin", &user]));
+        }
+        let uid: u32 = sh(Command::new("id").args(["-u", &user])).trim().parse().unwrap();
+        let gid: u32 = sh(Command::new("id").args(["-g", &user])).trim().parse().unwrap();
+        let dir = Path::new(support::cluster::BASE).join(format!("mb-{pid}"));
+        let vol = format!("gsytmb{pid}");
+        let b = Broker {
+            ns: format!("gsytmb{pid}"),
+            brick: dir.join("brick"),
+            bin: dir.join("gsyncd"),
+            log_dir: Path::new("/var/log/glusterfs/geo-replication-secondaries").join(format!("pvol_localhost_{vol}")),
+            dir,
+            user,
+            uid,
+            gid,
+            vol,
+        };
+        for d in ["wd", "root", "run", "log", "brick"] {
+            fs::create_dir_all(b.dir.join(d)).unwrap();
+        }
+        for (d, m) in [(Path::new(support::cluster::BASE), 0o755), (&b.dir, 0o755), (&b.dir.join("root"), 0o711)] {
+            fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(m)).unwrap();
+        }
+        fs::copy(gsyncd(), &b.bin).unwrap();
+        fs::create_dir_all(&b.log_dir).unwrap();
+        std::os::unix::fs::chown(&b.log_dir, Some(0), Some(gid)).unwrap();
+        fs::set_permissions(&b.log_dir, std::os::unix::fs::PermissionsExt::from_mode(0o770)).unwrap();
+        sh(Command::new("ip").args(["netns", "add", &b.ns]));
+        sh(Command::new("ip").args(["netns", "exec", &b.ns, "ip", "link", "set", "lo", "up"]));
+        let d = b.dir.display();
+        fs::write(
+            b.dir.join("glusterd.vol"),
+            format!(
+                "volume management\n    type mgmt/glusterd\n    option working-directory {d}/wd\n    \
+                 option transport-type socket\n    option transport.socket.listen-port 24007\n    \
+                 option ping-timeout 0\n    option event-threads 1\n    option mountbroker-root {d}/root\n    \
+                 option mountbroker-geo-replication.{u} {v}\n    option geo-replication-log-group {u}\n    \
+                 option rpc-auth-allow-insecure on\n    option glusterd-sockfile {d}/run/glusterd.socket\nend-volume\n",
+                u = b.user,
+                v = b.vol
+            ),
+        )
+        .unwrap();
+        sh(Command::new("ip").args(["netns", "exec", &b.ns, "glusterd", "-f"]).arg(b.dir.join("glusterd.vol")).args([
+            "-p",
+            &format!("{d}/run/glusterd.pid"),
+            "-l",
+            &format!("{d}/log/glusterd.log"),
+        ]));
+        wait_for(Duration::from_secs(20), "the mountbroker glusterd", || b.gluster(&["volume", "list"]).ok());
+        b.gluster(&["volume", "create", &b.vol, &format!("127.0.0.2:{}", b.brick.display()), "force"]).unwrap();
+        b.gluster(&["volume", "start", &b.vol]).unwrap();
+        b
+    }
+
+    fn gluster(&self, args: &[&str]) -> Result<String, String> {
+        let o = Command::new("ip")
+            .args(["netns", "exec", &self.ns, "gluster"])
+            .arg(format!("--glusterd-sock={}/run/glusterd.socket", self.dir.display()))
+            .arg("--mode=script")
+            .args(args)
+            .output()
+            .unwrap();
+        if o.status.success() { Ok(String::from_utf8_lossy(&o.stdout).into_owned()) } else { Err(format!("{o:?}")) }
+    }
+
+    /// `gsyncd secondary` as the user, in the namespace.
+    fn spawn(&self) -> (Child, Arc<Mutex<Vec<u8>>>) {
+        // glusterd's mounts are in the mount namespace `ip netns exec` gave
+        // it; the user's processes must be there too.
+        let gd = fs::read_to_string(self.dir.join("run/glusterd.pid")).unwrap();
+        let mut child = Command::new("nsenter")
+            .args(["-t", gd.trim(), "-n", "-m", "setpriv"])
+            .arg(format!("--reuid={}", self.uid))
+            .arg(format!("--regid={}", self.gid))
+            .args(["--clear-groups", "--"])
+            .arg(&self.bin)
+            .args(["secondary", "pvol", &format!("localhost::{}", self.vol), "--primary-node", "localhost"])
+            .args(["--secondary-log-level", "DEBUG"])
+            .env("HOME", "/")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let mut err = child.stderr.take().unwrap();
+        let b2 = Arc::clone(&buf);
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = err.read_to_end(&mut v);
+            b2.lock().unwrap().extend_from_slice(&v);
+        });
+        (child, buf)
+    }
+
+    /// Mounts the broker made for the user (cookie links and mount points).
+    fn leftovers(&self) -> Vec<String> {
+        let mut v: Vec<String> = Vec::new();
+        for d in [self.dir.join("root/mb_hive"), self.dir.join(format!("root/user{}", self.uid))] {
+            if let Ok(rd) = fs::read_dir(&d) {
+                v.extend(rd.flatten().map(|e| e.path().display().to_string()));
+            }
+        }
+        v
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.gluster(&["volume", "stop", &self.vol, "force"]);
+        let _ = self.gluster(&["volume", "delete", &self.vol]);
+        // Everything still running in the namespace (glusterd, bricks, clients).
+        if let Ok(o) = Command::new("ip").args(["netns", "pids", &self.ns]).output() {
+            for p in String::from_utf8_lossy(&o.stdout).split_whitespace() {
+                let _ = Command::new("kill").args(["-9", p]).status();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        for m in support::cluster::mounts_under(&self.dir) {
+            let _ = Command::new("umount").arg("-l").arg(m).status();
+        }
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+        let _ = Command::new("userdel").arg(&self.user).status();
+        let _ = fs::remove_dir_all(&self.dir);
+        let _ = fs::remove_dir_all(&self.log_dir);
+    }
+}
+
+fn mountbroker(fx: &Fixture) {
+    let _ = fx.cluster(); // glusterd binaries and the harness base directory
+    let b = Broker::start();
+    let (mut child, log) = b.spawn();
+    let text = || String::from_utf8_lossy(&log.lock().unwrap()).into_owned();
+    let client = Client::connect(child.stdout.take().unwrap(), child.stdin.take().unwrap(), "secondary").unwrap();
+    let pid = match client.pid() {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = child.wait();
+            std::thread::sleep(Duration::from_millis(300));
+            panic!("{e}\n{}", text())
+        }
+    };
+    let cwd = fs::read_link(format!("/proc/{pid}/cwd")).unwrap();
+    assert!(cwd.starts_with(b.dir.join(format!("root/user{}", b.uid))), "{}", cwd.display());
+    let (d, f) = (gfid(), gfid());
+    let fails = client
+        .entry_ops(vec![mkdir(d, &ROOT, b"mb", 0o755), create(f, &d, b"f", 0o640, 1234, 4321)])
+        .unwrap_or_else(|e| panic!("{e}\n{}", text()));
+    assert!(fails.is_empty(), "{fails:?}");
+    let on_brick = b.brick.join("mb/f");
+    let m = fs::symlink_metadata(&on_brick).unwrap();
+    assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (1234, 4321, 0o640), "user-map-root replays owners");
+    assert_eq!(Uuid::from_bytes(&xattr::get(&on_brick, "trusted.gfid").unwrap().unwrap()).unwrap(), f);
+    // The keep-alive mark of a non-root secondary is in the system. namespace.
+    let pv = gfid();
+    let mark =
+        VolumeMark { major: 1, minor: 0, uuid: pv, retval: 0, time: XTime { sec: 5, usec: 6 }, timeout: Some(7) };
+    match client.keep_alive(Some(mark)) {
+        Ok(n) => assert_eq!(n, 1),
+        Err(e) => panic!("keep-alive with a mark as a non-root user: {e}\n{}", text()),
+    }
+    // Set as system.glusterfs.volume-mark.<uuid> (a non-root user cannot
+    // set trusted.*), GlusterFS stores it as the trusted.* key on the brick:
+    // the same 31 bytes a root secondary writes.
+    let v = xattr::get(&b.brick, format!("trusted.glusterfs.volume-mark.{pv}")).unwrap().expect("mark on the brick");
+    assert_eq!(v, mark.encode());
+    assert_eq!(v.len(), 31);
+    drop(client);
+    let st = wait_exit(&mut child, Duration::from_secs(30));
+    assert_eq!(st.code(), Some(0), "{}", text());
+    wait_for(Duration::from_secs(20), "the broker mount to be gone", || b.leftovers().is_empty().then_some(()));
+
+    // SIGKILL: the guard has glusterd unmount it.
+    let (mut child, log) = b.spawn();
+    let client = Client::connect(child.stdout.take().unwrap(), child.stdin.take().unwrap(), "secondary").unwrap();
+    client.pid().unwrap_or_else(|e| panic!("{e}\n{}", String::from_utf8_lossy(&log.lock().unwrap())));
+    assert!(!b.leftovers().is_empty(), "mounted while running");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop(client);
+    wait_for(Duration::from_secs(30), "the guard to have the broker mount removed", || {
+        b.leftovers().is_empty().then_some(())
+    });
 }

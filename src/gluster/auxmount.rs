@@ -260,6 +260,12 @@ pub fn mount_and_enter(o: &MountOptions, mounter: &Mounter, exe: &Path) -> Resul
     let deadline = start + o.timeout;
     let timeout = || MountError::Timeout { volume: o.volume.clone(), secs: o.timeout.as_secs() };
     let mut guard = Guard::spawn(exe, mounter, &o.command_dir).map_err(MountError::Guard)?;
+    // glusterfs creates its log file but not the directory (a non-root user
+    // may not be allowed to: then the administrator has, with
+    // gluster-mountbroker setup).
+    if let Some(parent) = o.log_file.parent() {
+        let _ = fs::create_dir_all(parent);
+    }
     let mount_point = match mounter {
         Mounter::Direct { dir } => {
             let mp = dir.join(format!("{}.{}", o.volume, std::process::id()));
@@ -274,9 +280,6 @@ pub fn mount_and_enter(o: &MountOptions, mounter: &Mounter, exe: &Path) -> Resul
                 r => r.map_err(mk)?,
             }
             guard.tell(mp.as_os_str().as_bytes()).and_then(|()| guard.tell(b"\0")).map_err(MountError::Guard)?;
-            if let Some(parent) = o.log_file.parent() {
-                let _ = fs::create_dir_all(parent);
-            }
             let argv = o.direct_argv(&mp);
             let mut cmd = Command::new(&argv[0]);
             cmd.args(&argv[1..]);

@@ -50,8 +50,9 @@ fn spawn_placed(cmd: &mut Command, fds: &[(&OwnedFd, RawFd)], detach: bool) -> i
     }
     let pairs: Vec<(RawFd, RawFd)> = fds.iter().map(|(f, t)| (f.as_raw_fd(), *t)).collect();
     let first_free = pairs.iter().map(|(_, t)| *t + 1).max().unwrap_or(3).max(3);
+    let parent = std::process::id() as libc::pid_t;
     // SAFETY: the closure runs in the forked child before exec and only makes
-    // async-signal-safe system calls (fcntl, dup2, prctl, close_range) on
+    // async-signal-safe system calls (fcntl, dup2, prctl, getppid, close_range) on
     // plain integers captured by value (setsid too); it allocates nothing and
     // takes no lock. At most 8 pairs are placed, checked above.
     unsafe {
@@ -87,8 +88,15 @@ fn spawn_placed(cmd: &mut Command, fds: &[(&OwnedFd, RawFd)], detach: bool) -> i
                 if libc::setsid() < 0 {
                     return Err(io::Error::last_os_error());
                 }
-            } else if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong, 0, 0, 0) < 0 {
-                return Err(io::Error::last_os_error());
+            } else {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong, 0, 0, 0) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                // The parent may have died before the line above: then no
+                // signal will ever come, so do not start at all.
+                if libc::getppid() != parent {
+                    return Err(io::Error::from_raw_os_error(libc::ESRCH));
+                }
             }
             Ok(())
         });

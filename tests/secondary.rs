@@ -44,6 +44,7 @@ fn main() {
             trial("differential_against_the_reference_secondary", fx, differential),
             trial("rename_on_mkdir_lookup_without_local_bricks_uses_gfid2path", fx, gfid2path_lookup),
             trial("non_root_secondary_mounts_through_the_mountbroker", fx, mountbroker),
+            trial("requests_are_served_concurrently_by_sync_jobs", fx, concurrency),
         ]
     })
 }
@@ -1322,4 +1323,26 @@ fn mountbroker(fx: &Fixture) {
     wait_for(Duration::from_secs(30), "the guard to have the broker mount removed", || {
         b.leftovers().is_empty().then_some(())
     });
+}
+
+/// A long entry batch does not hold up a keep-alive or a small call: the
+/// server answers them while it works, out of order.
+fn concurrency(fx: &Fixture) {
+    let vol = single(fx);
+    let s = Arc::new(Server::start(&vol, &["--sync-jobs", "2"]));
+    let (t, _) = top(&s, &vol, "concurrency");
+    let ops: Vec<EntryOp> = (0..400).map(|i| create(gfid(), &t, format!("f{i}").as_bytes(), 0o644, 0, 0)).collect();
+    let s2 = Arc::clone(&s);
+    let big = std::thread::spawn(move || {
+        let f = s2.ops(ops);
+        (f, Instant::now())
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(s.c().keep_alive(None).unwrap(), 1);
+    let small_done = Instant::now();
+    let (fails, big_done) = big.join().unwrap();
+    assert!(fails.is_empty(), "{fails:?}");
+    assert!(small_done < big_done, "the keep-alive waited for the batch");
+    let Ok(s) = Arc::try_unwrap(s) else { panic!("server still shared") };
+    let _ = s.close();
 }

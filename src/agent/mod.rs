@@ -1,21 +1,384 @@
-//! The changelog agent of one primary brick. This version runs the process
-//! lifecycle (ctl hello, changelog-channel hello with its worker, Ready,
-//! heartbeats, orderly shutdown); reading the brick's changelogs and feeding
-//! the worker come with the replication issue.
+//! The changelog agent of one primary brick: answers its worker's history
+//! questions from the brick's HTIME index, and feeds it the brick's
+//! changelogs, parsed with our own reader, oldest first: what the index
+//! already lists, then each new one as the translator rolls it over.
+//!
+//! New changelogs are found by following the HTIME index (see
+//! [`HtimeTail`]), which the translator appends to after a changelog is
+//! complete and renamed; inotify on the htime directory wakes the agent, a
+//! one-second poll covers a missed or unavailable notification. Following
+//! the index rather than the date directories means a rollover race (a file
+//! seen before it is whole) cannot happen, and a new date directory at
+//! midnight UTC, or a new HTIME file when changelog is turned off and on,
+//! needs nothing special: the index names each file by its full path.
+//!
+//! At most [`WINDOW`] changelogs are sent ahead of the worker's
+//! acknowledgements.
 
+use std::collections::VecDeque;
 use std::path::Path;
+use std::sync::mpsc;
+use std::time::Duration;
 
-use tracing::info;
+use tracing::{debug, error, info, warn};
 
 use crate::cli::BrickArgs;
+use crate::gluster::changelog::Reader;
+use crate::gluster::htime::{ChangelogDir, History, HtimeEntry, HtimeError, HtimeTail};
 use crate::proto::Role;
-use crate::proto::ctl::{Link, ToSupervisor};
+use crate::proto::changelog::{Changelog, HistoryAnswer, MAX_FEED_FRAME, ToAgent, ToWorker, WINDOW};
+use crate::proto::ctl::{Link, MAX_CTL_FRAME, ToChild, ToSupervisor};
+
+/// How often the index is read when no notification comes.
+pub const POLL: Duration = Duration::from_secs(1);
+
+/// A feed in progress.
+#[derive(Debug)]
+struct Feed {
+    /// Rollover time of the last changelog sent (or the feed's start).
+    cursor: u64,
+    inflight: VecDeque<u64>,
+    pending: VecDeque<HtimeEntry>,
+}
+
+/// The agent's state, apart from its channels (so that it can be tested).
+#[derive(Debug)]
+pub struct Agent {
+    dir: ChangelogDir,
+    tail: HtimeTail,
+    feed: Option<Feed>,
+    /// The index could not be read; said once until it can be again.
+    index_warned: bool,
+}
+
+impl Agent {
+    pub fn new(dir: ChangelogDir) -> Agent {
+        Agent { tail: HtimeTail::new(dir.clone()), dir, feed: None, index_warned: false }
+    }
+
+    /// Handles a request; returns what to send.
+    pub fn handle(&mut self, req: ToAgent) -> Vec<ToWorker> {
+        match req {
+            ToAgent::History { start, end } => {
+                let answer = match self.dir.history(start, end) {
+                    Ok(History::Full { changelogs, actual_end }) => {
+                        HistoryAnswer::Full { actual_end, changelogs: count(&changelogs) }
+                    }
+                    Ok(History::Partial { changelogs, actual_end }) => {
+                        HistoryAnswer::Partial { actual_end, changelogs: count(&changelogs) }
+                    }
+                    Ok(History::NotAvailable { indexes, .. }) => HistoryAnswer::NotAvailable { indexes },
+                    Err(HtimeError::Io { .. }) => HistoryAnswer::NotAvailable { indexes: Vec::new() },
+                    Err(e) => return vec![ToWorker::Broken(e.to_string())],
+                };
+                info!(start, end, answer = ?answer, "history");
+                vec![ToWorker::History(answer)]
+            }
+            ToAgent::Feed { after } => {
+                info!(after, "feed requested");
+                self.tail = HtimeTail::new(self.dir.clone());
+                self.feed = Some(Feed { cursor: after, inflight: VecDeque::new(), pending: VecDeque::new() });
+                self.pump()
+            }
+            ToAgent::Ack { ts } => {
+                if let Some(f) = &mut self.feed {
+                    f.inflight.retain(|t| *t > ts);
+                }
+                self.pump()
+            }
+        }
+    }
+
+    /// Reads what the index added and sends what the window allows.
+    pub fn pump(&mut self) -> Vec<ToWorker> {
+        let Some(f) = &mut self.feed else { return Vec::new() };
+        match self.tail.poll() {
+            Ok(new) => {
+                self.index_warned = false;
+                f.pending.extend(new.into_iter().filter(|e| e.ts > f.cursor));
+            }
+            Err(HtimeError::Io { path, source }) => {
+                if !self.index_warned {
+                    warn!(path = %path.display(), "cannot read the changelog index yet ({source}); is changelog.changelog on?");
+                    self.index_warned = true;
+                }
+            }
+            Err(e) => {
+                error!("{e}");
+                self.feed = None;
+                return vec![ToWorker::Broken(e.to_string())];
+            }
+        }
+        let mut out = Vec::new();
+        while f.inflight.len() < WINDOW {
+            let Some(e) = f.pending.pop_front() else { break };
+            let msg = match read(&self.dir, &e) {
+                Ok(c) => c,
+                Err(why) => {
+                    error!("{why}");
+                    self.feed = None;
+                    out.push(ToWorker::Broken(why));
+                    return out;
+                }
+            };
+            f.cursor = e.ts;
+            f.inflight.push_back(e.ts);
+            out.push(ToWorker::Changelog(msg));
+        }
+        out
+    }
+}
+
+fn count(v: &[HtimeEntry]) -> u32 {
+    u32::try_from(v.len()).unwrap_or(u32::MAX)
+}
+
+/// One listed changelog, parsed.
+fn read(dir: &ChangelogDir, e: &HtimeEntry) -> Result<Changelog, String> {
+    let mut c = Changelog { ts: e.ts, path: e.path.clone(), records: Vec::new(), missing: false };
+    if e.empty {
+        return Ok(c);
+    }
+    match dir.locate(e) {
+        Some(p) => {
+            c.records = Reader::open(&p).and_then(Reader::collect_records).map_err(|err| err.to_string())?;
+            debug!(ts = e.ts, records = c.records.len(), "changelog");
+        }
+        None => {
+            warn!(ts = e.ts, path = %String::from_utf8_lossy(&e.path), "listed changelog is missing");
+            c.missing = true;
+        }
+    }
+    Ok(c)
+}
+
+enum Ev {
+    Req(ToAgent),
+    WorkerGone(String),
+    Stop,
+    Index,
+}
+
+/// Wakes the agent when the htime directory changes.
+fn watch(dir: &Path, tx: &mpsc::Sender<Ev>) {
+    use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+    let Ok(ino) = Inotify::init(InitFlags::IN_CLOEXEC) else {
+        warn!("inotify is unavailable; polling the changelog index every second");
+        return;
+    };
+    let flags = AddWatchFlags::IN_MODIFY | AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO;
+    loop {
+        // The directory appears when changelog is first turned on.
+        if ino.add_watch(dir, flags).is_ok() {
+            break;
+        }
+        std::thread::sleep(POLL * 5);
+    }
+    while ino.read_events().is_ok() {
+        if tx.send(Ev::Index).is_err() {
+            return;
+        }
+    }
+}
 
 pub fn run(_config_dir: &Path, args: &BrickArgs) -> anyhow::Result<()> {
-    let mut link = Link::connect(Role::Agent)?;
+    let link = Link::connect(Role::Agent)?;
     link.send(&ToSupervisor::Phase("connecting to the worker".into()))?;
-    let _feed = crate::proto::changelog::connect(Role::Agent)?;
+    let feed = crate::proto::changelog::connect(Role::Agent)?;
+    let dir = ChangelogDir::new(&args.brick);
+    let (tx, rx) = mpsc::channel();
+    {
+        let mut r = link.try_clone_reader()?;
+        let tx = tx.clone();
+        std::thread::Builder::new().name("ctl".into()).spawn(move || {
+            loop {
+                match crate::proto::recv::<ToChild>(&mut r, MAX_CTL_FRAME, "supervisor") {
+                    Ok(Some(ToChild::Shutdown)) | Ok(None) | Err(_) => break,
+                    Ok(Some(_)) => {}
+                }
+            }
+            let _ = tx.send(Ev::Stop);
+        })?;
+    }
+    {
+        let mut r = feed.try_clone()?;
+        let tx = tx.clone();
+        std::thread::Builder::new().name("worker".into()).spawn(move || {
+            let why = loop {
+                match crate::proto::recv::<ToAgent>(&mut r, MAX_FEED_FRAME, "worker") {
+                    Ok(Some(m)) => {
+                        if tx.send(Ev::Req(m)).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(None) => break "closed the channel".to_owned(),
+                    Err(e) => break e.to_string(),
+                }
+            };
+            let _ = tx.send(Ev::WorkerGone(why));
+        })?;
+    }
+    {
+        let d = dir.htime_dir();
+        let tx = tx.clone();
+        std::thread::Builder::new().name("inotify".into()).spawn(move || watch(&d, &tx))?;
+    }
+    drop(tx);
     link.send(&ToSupervisor::Ready)?;
-    info!(brick = %args.brick.display(), "agent ready");
-    Ok(link.wait_for_shutdown()?)
+    info!(brick = %args.brick.display(), changelogs = %dir.root.display(), "agent ready");
+
+    let mut agent = Agent::new(dir);
+    let mut out = feed;
+    loop {
+        let msgs = match rx.recv_timeout(POLL) {
+            Ok(Ev::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
+            Ok(Ev::WorkerGone(why)) => {
+                info!("the worker {why}; stopping");
+                return Ok(());
+            }
+            Ok(Ev::Req(r)) => agent.handle(r),
+            Ok(Ev::Index) | Err(mpsc::RecvTimeoutError::Timeout) => agent.pump(),
+        };
+        for m in &msgs {
+            crate::proto::send(&mut out, m, MAX_FEED_FRAME, "worker")?;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gluster::changelog::{Entry, Header, Record, encode_record};
+    use crate::gluster::fop::Fop;
+    use crate::gluster::uuid::Uuid;
+    use std::fs;
+    use std::io::Write;
+
+    struct Brick {
+        dir: tempfile::TempDir,
+    }
+
+    impl Brick {
+        fn new() -> Brick {
+            let dir = tempfile::tempdir().unwrap();
+            fs::create_dir_all(dir.path().join(".glusterfs/changelogs/htime")).unwrap();
+            Brick { dir }
+        }
+        fn root(&self) -> std::path::PathBuf {
+            self.dir.path().join(".glusterfs/changelogs")
+        }
+        /// Rolls over a changelog with `n` data records at `ts` (listed in
+        /// HTIME file `htime`), or an empty one.
+        fn roll(&self, htime: u64, ts: u64, n: u8) {
+            let (y, m, d) = crate::gluster::htime::civil_from_days(ts / 86_400);
+            let ddir = self.root().join(format!("{y:04}/{m:02}/{d:02}"));
+            fs::create_dir_all(&ddir).unwrap();
+            let path = if n == 0 {
+                ddir.join(format!("changelog.{ts}"))
+            } else {
+                let p = ddir.join(format!("CHANGELOG.{ts}"));
+                let h = Header::V1_2_ASCII;
+                let mut b = h.encode();
+                for i in 0..n {
+                    encode_record(&Record::Data { gfid: Uuid([i; 16]) }.as_ref(), &h, &mut b);
+                }
+                encode_record(
+                    &Record::New {
+                        gfid: Uuid([9; 16]),
+                        fop: Fop::CREATE,
+                        mode: 0o100644,
+                        uid: 0,
+                        gid: 0,
+                        entry: Entry { parent: Uuid::ROOT, name: b"f".to_vec() },
+                    }
+                    .as_ref(),
+                    &h,
+                    &mut b,
+                );
+                fs::write(&p, b).unwrap();
+                p
+            };
+            let mut f = fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.root().join(format!("htime/HTIME.{htime}")))
+                .unwrap();
+            f.write_all(path.as_os_str().as_encoded_bytes()).unwrap();
+            f.write_all(b"\0").unwrap();
+        }
+    }
+
+    fn changelogs(v: &[ToWorker]) -> Vec<(u64, usize, bool)> {
+        v.iter()
+            .map(|m| match m {
+                ToWorker::Changelog(c) => (c.ts, c.records.len(), c.missing),
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn feeds_history_then_live_in_order_within_the_window() {
+        let b = Brick::new();
+        for i in 0..20 {
+            b.roll(1000, 1015 + i * 15, (i % 3) as u8);
+        }
+        let mut a = Agent::new(ChangelogDir::new(b.dir.path()));
+        // After 1015 + 2*15: the rest, at most WINDOW at once.
+        let first = changelogs(&a.handle(ToAgent::Feed { after: 1045 }));
+        assert_eq!(first.len(), WINDOW);
+        assert_eq!(first[0], (1060, 0, false), "an empty changelog is fed, with no records");
+        assert_eq!(first[1], (1075, 2, false), "a data record and a create");
+        assert!(first.windows(2).all(|w| w[0].0 < w[1].0));
+        assert!(a.pump().is_empty(), "window full");
+        let last_ts = first[WINDOW - 1].0;
+        let rest = changelogs(&a.handle(ToAgent::Ack { ts: last_ts }));
+        assert_eq!(rest.first().map(|c| c.0), Some(last_ts + 15));
+        assert_eq!(rest.last().map(|c| c.0), Some(1015 + 19 * 15));
+        // Live: appended entries, then a new HTIME file.
+        b.roll(1000, 1400, 2);
+        assert_eq!(changelogs(&a.pump()), [(1400, 3, false)]);
+        b.roll(1500, 1515, 1);
+        b.roll(1500, 1530, 0);
+        assert_eq!(changelogs(&a.pump()), [(1515, 2, false), (1530, 0, false)]);
+        assert!(a.pump().is_empty());
+    }
+
+    #[test]
+    fn history_answers_and_missing_files() {
+        let b = Brick::new();
+        for i in 0..5 {
+            b.roll(1000, 1015 + i * 15, 1);
+        }
+        let mut a = Agent::new(ChangelogDir::new(b.dir.path()));
+        assert_eq!(
+            a.handle(ToAgent::History { start: 1020, end: 1060 }),
+            [ToWorker::History(HistoryAnswer::Full { actual_end: 1060, changelogs: 3 })]
+        );
+        assert!(matches!(
+            a.handle(ToAgent::History { start: 1020, end: 5000 })[0],
+            ToWorker::History(HistoryAnswer::Partial { actual_end: 1075, .. })
+        ));
+        assert!(matches!(
+            a.handle(ToAgent::History { start: 10, end: 20 })[0],
+            ToWorker::History(HistoryAnswer::NotAvailable { .. })
+        ));
+        // A listed changelog that was removed is fed as missing.
+        let (y, m, d) = crate::gluster::htime::civil_from_days(1030 / 86_400);
+        fs::remove_file(b.root().join(format!("{y:04}/{m:02}/{d:02}/CHANGELOG.1030"))).unwrap();
+        let c = changelogs(&a.handle(ToAgent::Feed { after: 1015 }));
+        assert_eq!(c[0], (1030, 0, true));
+        // A corrupt one breaks the feed, with the reason.
+        fs::write(b.root().join(format!("{y:04}/{m:02}/{d:02}/CHANGELOG.1045")), b"garbage\n").unwrap();
+        let out = a.handle(ToAgent::Feed { after: 1030 });
+        assert!(matches!(&out[0], ToWorker::Broken(why) if why.contains("CHANGELOG.1045")), "{out:?}");
+    }
+
+    #[test]
+    fn no_index_yet_is_waited_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = Agent::new(ChangelogDir::new(dir.path()));
+        assert!(a.handle(ToAgent::Feed { after: 0 }).is_empty());
+        assert!(a.pump().is_empty());
+    }
 }

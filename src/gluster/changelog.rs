@@ -105,14 +105,14 @@ pub enum RecordRef<'a> {
 }
 
 /// An owned entry field.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Entry {
     pub parent: Gfid,
     pub name: Vec<u8>,
 }
 
 /// An owned record.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Record {
     Data { gfid: Gfid },
     Meta { gfid: Gfid, fop: Fop },

@@ -4,7 +4,7 @@
 use std::fmt;
 
 /// A fop number as recorded in a changelog.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct Fop(pub u32);
 
 /// `gf_fop_list`, indexed by fop number (release 10).

@@ -148,19 +148,26 @@ impl ChangelogDir {
         Some(String::from_utf8_lossy(v.strip_suffix(b"\0").unwrap_or(&v)).into_owned())
     }
 
-    /// Every HTIME file, oldest first.
-    pub fn htime_files(&self) -> Result<Vec<HtimeFile>, HtimeError> {
+    /// The HTIME files by creation time, oldest first: (created, path).
+    pub fn htime_names(&self) -> Result<Vec<(u64, PathBuf)>, HtimeError> {
         let dir = self.htime_dir();
         let rd = fs::read_dir(&dir).map_err(|source| HtimeError::Io { path: dir.clone(), source })?;
         let mut out = Vec::new();
         for e in rd {
             let e = e.map_err(|source| HtimeError::Io { path: dir.clone(), source })?;
             let name = e.file_name();
-            let Some(created) = name.to_str().and_then(|n| n.strip_prefix("HTIME.")).and_then(|t| t.parse().ok())
-            else {
-                continue;
-            };
-            let path = e.path();
+            if let Some(created) = name.to_str().and_then(|n| n.strip_prefix("HTIME.")).and_then(|t| t.parse().ok()) {
+                out.push((created, e.path()));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Every HTIME file, oldest first.
+    pub fn htime_files(&self) -> Result<Vec<HtimeFile>, HtimeError> {
+        let mut out = Vec::new();
+        for (created, path) in self.htime_names()? {
             let content = fs::read(&path).map_err(|source| HtimeError::Io { path: path.clone(), source })?;
             let entries = parse_entries(&content).map_err(|(offset, problem)| HtimeError::Format {
                 path: path.clone(),
@@ -170,7 +177,6 @@ impl ChangelogDir {
             let xattr = xattr_get(&path, keys::HTIME).and_then(|v| decode_htime(&v).ok());
             out.push(HtimeFile { path, created, xattr, entries });
         }
-        out.sort_by_key(|f| f.created);
         Ok(out)
     }
 
@@ -194,6 +200,53 @@ impl ChangelogDir {
         [self.root.join(format!("{y:04}/{m:02}/{d:02}")).join(&name), self.root.join(&name)]
             .into_iter()
             .find(|p| p.is_file())
+    }
+}
+
+/// Follows a brick's HTIME index as the translator appends to it: each
+/// [`poll`](HtimeTail::poll) returns the entries added since the last one,
+/// also across a switch to a newer HTIME file (changelog turned off and on),
+/// reading only the bytes appended. An entry is taken only once its NUL is
+/// written, and the translator appends it only after the changelog file is
+/// complete and renamed, so a listed changelog is whole.
+#[derive(Debug, Clone)]
+pub struct HtimeTail {
+    dir: ChangelogDir,
+    /// The file being followed (its creation time) and how far it was read.
+    at: Option<(u64, u64)>,
+}
+
+impl HtimeTail {
+    pub fn new(dir: ChangelogDir) -> HtimeTail {
+        HtimeTail { dir, at: None }
+    }
+
+    /// New entries, oldest first.
+    pub fn poll(&mut self) -> Result<Vec<HtimeEntry>, HtimeError> {
+        use std::io::{Read, Seek, SeekFrom};
+        let names = self.dir.htime_names()?;
+        let mut out = Vec::new();
+        for (created, path) in names {
+            let from = match self.at {
+                Some((c, _)) if created < c => continue,
+                Some((c, off)) if created == c => off,
+                _ => 0,
+            };
+            let io = |source| HtimeError::Io { path: path.clone(), source };
+            let mut f = fs::File::open(&path).map_err(io)?;
+            f.seek(SeekFrom::Start(from)).map_err(io)?;
+            let mut buf = Vec::new();
+            f.read_to_end(&mut buf).map_err(io)?;
+            let consumed = buf.iter().rposition(|&b| b == 0).map_or(0, |i| i + 1);
+            let entries = parse_entries(&buf[..consumed]).map_err(|(offset, problem)| HtimeError::Format {
+                path: path.clone(),
+                offset: offset + from as usize,
+                problem,
+            })?;
+            out.extend(entries);
+            self.at = Some((created, from + consumed as u64));
+        }
+        Ok(out)
     }
 }
 

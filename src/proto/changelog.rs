@@ -1,11 +1,78 @@
 //! The changelog channel between a brick's agent and worker (fd 4 in both).
-//! This version carries only the hello; the changelog feed comes with the
-//! replication roles.
+//!
+//! The worker asks; the agent answers [`ToAgent::History`] with what the
+//! brick's HTIME index covers, and after [`ToAgent::Feed`] streams every
+//! changelog rolled over after a time, oldest first: first what the index
+//! already lists (history), then each new one as it appears (live). At most
+//! [`WINDOW`] changelogs are unacknowledged at a time: the worker sends
+//! [`ToAgent::Ack`] when a changelog's batch is durable, so a slow worker
+//! holds the agent back instead of filling memory.
 
 use std::os::unix::net::UnixStream;
 
+use serde::{Deserialize, Serialize};
+
 use super::{ProtoError, Role, handshake};
+use crate::gluster::changelog::Record;
 use crate::proto::ctl::CHANGELOG_FD;
+
+/// Changelog frames carry whole parsed changelogs.
+pub const MAX_FEED_FRAME: usize = 64 << 20;
+
+/// Changelogs the agent sends ahead of the worker's acknowledgement.
+pub const WINDOW: usize = 16;
+
+/// Worker to agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ToAgent {
+    /// What the index covers of [start, end] -> [`ToWorker::History`].
+    History { start: u64, end: u64 },
+    /// Stream every changelog rolled over after `after` (exclusive), oldest
+    /// first, history then live. Replaces any earlier feed.
+    Feed { after: u64 },
+    /// Every changelog up to `ts` is done with.
+    Ack { ts: u64 },
+}
+
+/// Agent to worker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ToWorker {
+    History(HistoryAnswer),
+    Changelog(Changelog),
+    /// The agent cannot serve the brick's changelogs; the reason says why.
+    Broken(String),
+}
+
+/// libgfchangelog's history outcomes, with what the worker needs of them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HistoryAnswer {
+    Full {
+        actual_end: u64,
+        changelogs: u32,
+    },
+    Partial {
+        actual_end: u64,
+        changelogs: u32,
+    },
+    /// No index covers the start: the worker must crawl. The spans of the
+    /// indexes there are, for the log.
+    NotAvailable {
+        indexes: Vec<(u64, u64)>,
+    },
+}
+
+/// One rolled-over changelog.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Changelog {
+    /// Rollover time: the changelog holds changes up to here.
+    pub ts: u64,
+    /// Where it was read (bytes).
+    pub path: Vec<u8>,
+    pub records: Vec<Record>,
+    /// The index lists it but the file is gone (purged, or never written):
+    /// its changes are unknown, and the worker must crawl to be sure.
+    pub missing: bool,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChangelogLinkError {

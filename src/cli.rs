@@ -98,6 +98,12 @@ pub enum Command {
     /// Removes an aux mount whose maker died before removing it.
     #[command(hide = true)]
     MountGuard(MountGuardArgs),
+
+    /// On the secondary: a receiving rsync or tar into the mount of a live
+    /// `gsyncd secondary` (the worker's --rsync-path), with the ssh gate's
+    /// checks.
+    #[command(hide = true)]
+    Receive(ReceiveArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -299,6 +305,13 @@ pub struct SecondaryArgs {
     /// glusterd's working directory, for this node's UUID.
     #[arg(long, value_name = "DIR", default_value = "/var/lib/glusterd")]
     pub glusterd_workdir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ReceiveArgs {
+    /// `rsync --server ... . TARGET` or `tar -x ... -C TARGET`.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<OsString>,
 }
 
 /// Cleans up an aux mount if the process that made it dies before it could

@@ -27,6 +27,7 @@ fn role_name(c: &Command) -> &'static str {
         Command::Secondary(_) => "secondary",
         Command::SshGate(_) => "ssh-gate",
         Command::MountGuard(_) => "mount-guard",
+        Command::Receive(_) => "receive",
     }
 }
 
@@ -41,7 +42,11 @@ fn session_of(c: &Command) -> Option<&str> {
         Command::Monitor(a) => Some(&a.session),
         Command::Agent(a) => Some(&a.session),
         Command::Worker(a) => Some(&a.brick.session),
-        Command::Secondary(_) | Command::Changelog(_) | Command::MountGuard(_) | Command::SshGate(_) => None,
+        Command::Secondary(_)
+        | Command::Changelog(_)
+        | Command::MountGuard(_)
+        | Command::SshGate(_)
+        | Command::Receive(_) => None,
         Command::CleanupMounts(a) => a.session.as_deref(),
     }
 }
@@ -95,7 +100,10 @@ fn main() -> ExitCode {
         target: cli.global.log_target,
         role,
         session: session.as_deref(),
-        also_journal: matches!(cli.command, Command::Secondary(_) | Command::SshGate(_) | Command::MountGuard(_)),
+        also_journal: matches!(
+            cli.command,
+            Command::Secondary(_) | Command::SshGate(_) | Command::MountGuard(_) | Command::Receive(_)
+        ),
     };
     let logger = match log::init(&settings) {
         Ok(s) => s,

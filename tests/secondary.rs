@@ -846,6 +846,39 @@ fn ssh_gate(fx: &Fixture) {
     wait_for(Duration::from_secs(10), "the rsync'd data on the secondary", || {
         (fs::read(&got).ok()? == body1).then_some(())
     });
+    // The way the worker sends data: rsync names the receive through gsyncd
+    // (--rsync-path), which works through the gate and, with a key without
+    // a forced command, by itself.
+    let rsync_via = |ssh_opts: &[std::ffi::OsString], rsync_path: &str, body: &[u8]| {
+        fs::write(src.path().join(".gfid").join(f1.to_string()), body).unwrap();
+        let e = ssh_opts.iter().map(|o| o.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ");
+        let mut r = Command::new("rsync")
+            .args([
+                "-aR0",
+                "--inplace",
+                "--files-from=-",
+                "--super",
+                "--numeric-ids",
+                "--no-implied-dirs",
+                "--existing",
+            ])
+            .arg(format!("--rsync-path={rsync_path}"))
+            .arg("-e")
+            .arg(format!("ssh {e}"))
+            .arg(".")
+            .arg(format!("root@127.0.0.1:/proc/{pid}/cwd"))
+            .current_dir(src.path())
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        r.stdin.take().unwrap().write_all(format!(".gfid/{f1}\0").as_bytes()).unwrap();
+        let out = r.wait_with_output().unwrap();
+        assert!(out.status.success(), "rsync via {rsync_path}: {}", String::from_utf8_lossy(&out.stderr));
+        wait_for(Duration::from_secs(10), "the data on the secondary", || (fs::read(&got).ok()? == body).then_some(()));
+    };
+    rsync_via(&opts, "gsyncd receive rsync", b"through the gate, named by gsyncd");
+    rsync_via(&sshd.ssh_options(), &format!("{} receive rsync", gsyncd()), b"no gate: gsyncd receive itself");
     let tar = Command::new("sh")
         .arg("-c")
         .arg(format!("tar -cf - .gfid/{f2} | ssh {e} root@127.0.0.1 tar --overwrite -xf - -C /proc/{pid}/cwd"))

@@ -21,5 +21,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Secondary(a) => crate::secondary::run(&a),
         Command::SshGate(a) => crate::secondary::gate(&a),
         Command::MountGuard(a) => crate::secondary::mount_guard(&a),
+        Command::Receive(a) => crate::secondary::gate::run_receive(&a.command),
     }
 }

@@ -308,7 +308,20 @@ fn tar(words: &[Vec<u8>], ctx: &dyn GateContext) -> Result<Decision, String> {
     Ok(Decision::Receive { program: "tar", args, pid })
 }
 
+/// `gsyncd receive rsync|tar ...`: the same receives, named through gsyncd
+/// (the worker's `--rsync-path`), so they work with or without the gate.
+fn receive(words: &[Vec<u8>], ctx: &dyn GateContext) -> Result<Decision, String> {
+    match words.first().map(|w| basename(w)) {
+        Some(b"rsync") => rsync(words, ctx),
+        Some(b"tar") => tar(words, ctx),
+        _ => Err("gsyncd receive runs only rsync or tar".into()),
+    }
+}
+
 fn gsyncd(words: &[Vec<u8>], ctx: &dyn GateContext) -> Result<Decision, String> {
+    if words.get(1).map(Vec::as_slice) == Some(b"receive") {
+        return receive(&words[2..], ctx);
+    }
     let rest: Vec<OsString> = words[1..].iter().map(|w| OsString::from_vec(w.clone())).collect();
     if rest == [OsString::from("--version")] {
         return Ok(Decision::Gsyncd(rest));
@@ -427,11 +440,22 @@ pub struct Refused {
     pub reason: String,
 }
 
+/// Logs a refusal and makes it the error to exit with.
+fn refuse(command: String, reason: String) -> anyhow::Error {
+    warn!(command = %command, reason = %reason, "ssh-gate refused a command");
+    anyhow::Error::new(Refused { command, reason })
+}
+
+/// `gsyncd receive rsync|tar ...` outside the gate: the same checks, then
+/// the same entry into the server's mount.
+pub fn run_receive(args: &[OsString]) -> anyhow::Result<()> {
+    let words: Vec<Vec<u8>> = args.iter().map(|a| a.as_bytes().to_vec()).collect();
+    let ctx = Proc { volumes: Vec::new() };
+    let decision = receive(&words, &ctx).map_err(|reason| refuse(shown(&words), reason))?;
+    execute(decision, &words)
+}
+
 pub fn run(a: &SshGateArgs) -> anyhow::Result<()> {
-    let refuse = |command: String, reason: String| {
-        warn!(command = %command, reason = %reason, "ssh-gate refused a command");
-        anyhow::Error::new(Refused { command, reason })
-    };
     let Some(cmd) = std::env::var_os("SSH_ORIGINAL_COMMAND") else {
         return Err(refuse(String::new(), "interactive logins are not allowed; this key runs gsyncd only".into()));
     };
@@ -439,27 +463,32 @@ pub fn run(a: &SshGateArgs) -> anyhow::Result<()> {
     let words = split(raw).map_err(|r| refuse(raw.escape_ascii().to_string(), r))?;
     let ctx = Proc { volumes: a.volume.clone() };
     let decision = decide(&words, &ctx).map_err(|r| refuse(shown(&words), r))?;
+    execute(decision, &words)
+}
+
+/// Runs an admitted command; returns only if it cannot be started.
+fn execute(decision: Decision, words: &[Vec<u8>]) -> anyhow::Result<()> {
     let err = match decision {
         Decision::Gsyncd(args) => {
-            info!(command = %shown(&words), "ssh-gate admits");
+            info!(command = %shown(words), "ssh-gate admits");
             let exe = std::env::current_exe().map_err(|e| anyhow::anyhow!("cannot find this program: {e}"))?;
             Command::new(exe).args(args).exec()
         }
         Decision::Receive { program: p, args, pid } => {
-            enter_namespace_of(pid).map_err(|e| refuse(shown(&words), e))?;
+            enter_namespace_of(pid).map_err(|e| refuse(shown(words), e))?;
             // The magic link is the server's working directory itself; in its
             // namespace getcwd() can name it, which rsync needs.
             let cwd = format!("/proc/{pid}/cwd");
-            std::env::set_current_dir(&cwd).map_err(|e| refuse(shown(&words), format!("cannot enter {cwd}: {e}")))?;
+            std::env::set_current_dir(&cwd).map_err(|e| refuse(shown(words), format!("cannot enter {cwd}: {e}")))?;
             if !on_fuse(".") {
-                return Err(refuse(shown(&words), format!("{cwd} is not a GlusterFS mount")));
+                return Err(refuse(shown(words), format!("{cwd} is not a GlusterFS mount")));
             }
             // The pid could have been reused between the check and the chdir.
             let me = exe_of("self").unwrap_or_default();
             if !is_secondary(&pid.to_string(), &me, nix::unistd::getuid().as_raw()) {
-                return Err(refuse(shown(&words), format!("process {pid} went away")));
+                return Err(refuse(shown(words), format!("process {pid} went away")));
             }
-            info!(command = %shown(&words), pid, "ssh-gate admits a receive into a secondary's mount");
+            info!(command = %shown(words), pid, "admitted a receive into a secondary's mount");
             Command::new(program(p)).args(args).exec()
         }
     };
@@ -623,6 +652,21 @@ mod tests {
             "tar --checkpoint-action=exec=sh -xf - -C /proc/4242/cwd",
             "tar --record-size=1x -xf - -C /proc/4242/cwd",
         ] {
+            assert!(decide(&words(bad), &c).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn receives_named_through_gsyncd() {
+        let c = ctx();
+        assert_eq!(
+            decide(&words("/usr/bin/gsyncd receive rsync --server -a . /proc/4242/cwd"), &c),
+            Ok(Decision::Receive { program: "rsync", args: os(&["--server", "-a", ".", "."]), pid: 4242 })
+        );
+        assert!(decide(&words("gsyncd receive tar -xf - -C /proc/4242/cwd"), &c).is_ok());
+        for bad in
+            ["gsyncd receive sh -c id", "gsyncd receive rsync --server --sender . /proc/4242/cwd", "gsyncd receive"]
+        {
             assert!(decide(&words(bad), &c).is_err(), "{bad}");
         }
     }

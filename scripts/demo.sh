@@ -2,9 +2,10 @@
 # gsyncd demo on a throwaway loopback cluster.
 #
 #   ./scripts/demo.sh          install what is needed, build, bring up a primary
-#                              and a secondary volume on this machine, write a
-#                              demo session, show it working as far as this
-#                              version goes
+#                              and a secondary volume on this machine and a
+#                              private sshd on 127.0.0.1 (the secondary side,
+#                              behind the ssh gate), run a session, and show
+#                              the secondary catching up with the primary
 #   ./scripts/demo.sh --down   remove everything the demo created
 #
 # Run as root on Debian 12. Everything lives under /var/lib/gsyncd-demo, the
@@ -20,6 +21,7 @@ PV=gsyncd-demo-primary
 SV=gsyncd-demo-secondary
 SESSION=demo
 CONFIG_DIR=${GSYNCD_CONFIG_DIR:-/etc/gsyncd}
+SSH_PORT=${GSYNCD_DEMO_SSH_PORT:-2222}
 export GSYNCD_CONFIG_DIR=$CONFIG_DIR
 
 gl() { gluster --mode=script "$@"; }
@@ -38,6 +40,9 @@ down() {
                 gl volume delete "$v" >/dev/null || true
             fi
         done
+    fi
+    if [ -f "$DEMO/sshd/sshd.pid" ]; then
+        kill "$(cat "$DEMO/sshd/sshd.pid")" 2>/dev/null || true
     fi
     if [ -f "$DEMO/started-glusterd" ]; then
         pkill -x glusterd || true
@@ -90,48 +95,98 @@ for side in primary secondary; do
     mountpoint -q "$DEMO/mnt/$side" || mount -t glusterfs "$HOST:/$vol" "$DEMO/mnt/$side"
 done
 
+echo "== a private sshd on 127.0.0.1:$SSH_PORT; the session's key is admitted only through 'gsyncd ssh-gate'"
+mkdir -p "$DEMO/sshd" /run/sshd
+[ -f "$DEMO/sshd/host_key" ] || ssh-keygen -q -t ed25519 -N '' -f "$DEMO/sshd/host_key"
+[ -f "$DEMO/sshd/session_key" ] || ssh-keygen -q -t ed25519 -N '' -C gsyncd-demo -f "$DEMO/sshd/session_key"
+GATE="command=\"$GSYNCD ssh-gate --volume $SV\",no-port-forwarding,no-agent-forwarding,no-X11-forwarding,no-pty"
+echo "$GATE $(cat "$DEMO/sshd/session_key.pub")" > "$DEMO/sshd/authorized_keys"
+echo "   authorized_keys: $(cut -c1-140 "$DEMO/sshd/authorized_keys")..."
+cat > "$DEMO/sshd/sshd_config" <<EOC
+Port $SSH_PORT
+ListenAddress 127.0.0.1
+HostKey $DEMO/sshd/host_key
+PidFile $DEMO/sshd/sshd.pid
+AuthorizedKeysFile $DEMO/sshd/authorized_keys
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+EOC
+if ! { [ -f "$DEMO/sshd/sshd.pid" ] && kill -0 "$(cat "$DEMO/sshd/sshd.pid")" 2>/dev/null; }; then
+    /usr/sbin/sshd -f "$DEMO/sshd/sshd_config"
+fi
+
 echo "== session '$SESSION' in $CONFIG_DIR/$SESSION.toml"
 "$GSYNCD" config set "$SESSION" primary "$PV"
 "$GSYNCD" config set "$SESSION" secondary "root@127.0.0.1::$SV"
 "$GSYNCD" config set "$SESSION" state-dir "$DEMO/state"
 "$GSYNCD" config set "$SESSION" run-dir "$DEMO/run"
+"$GSYNCD" config set "$SESSION" ssh-port "$SSH_PORT"
+"$GSYNCD" config set "$SESSION" ssh-options "-i $DEMO/sshd/session_key -oBatchMode=yes -oStrictHostKeyChecking=no -oUserKnownHostsFile=/dev/null -oLogLevel=ERROR"
+"$GSYNCD" config set "$SESSION" remote-gsyncd "$GSYNCD"
 "$GSYNCD" config set "$SESSION" sync-jobs 3
-"$GSYNCD" config get "$SESSION"
-echo "-- effective paths:"
-for o in pid-file state-file working-dir ssh-options; do
-    printf '   %-12s %s\n' "$o" "$("$GSYNCD" config get "$SESSION" "$o")"
-done
+"$GSYNCD" config get "$SESSION" | sed 's/^/   /'
 
-echo "== writing a sample tree on the primary"
-mkdir -p "$DEMO/mnt/primary/demo/docs"
-for i in $(seq 1 20); do echo "file $i" > "$DEMO/mnt/primary/demo/docs/f$i.txt"; done
-ln -sf docs/f1.txt "$DEMO/mnt/primary/demo/link"
-sleep 4
-n=$(find "$DEMO/bricks/$PV/.glusterfs/changelogs" -name 'CHANGELOG.*' | wc -l)
-echo "   the primary brick has rolled over $n changelog(s) recording those writes:"
-"$GSYNCD" changelog show "$DEMO/bricks/$PV" | grep -v '^#' | head -8 | sed 's/^/   /'
+P=$DEMO/mnt/primary
+S=$DEMO/mnt/secondary
+echo "== writing a sample tree on the primary (before the session starts)"
+mkdir -p "$P/demo/docs/deep/er"
+for i in $(seq 1 20); do echo "file $i" > "$P/demo/docs/f$i.txt"; done
+head -c 2000000 /dev/urandom > "$P/demo/docs/deep/er/blob.bin"
+ln -sf docs/f1.txt "$P/demo/link"
+ln -f "$P/demo/docs/f2.txt" "$P/demo/hardlink"
 
-echo "== running the session's process tree for a few seconds"
+elapsed() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
+wait_converged() {
+    for _ in $(seq 240); do
+        diff -r --no-dereference "$P/demo" "$S/demo" >/dev/null 2>&1 && return 0
+        sleep 0.5
+    done
+    echo "   the secondary did not catch up; last lines of $DEMO/supervise.log:"
+    tail -20 "$DEMO/supervise.log" | sed 's/^/   /'
+    return 1
+}
+
+echo "== starting the session (gsyncd supervise $SESSION)"
+t0=$(date +%s.%N)
 "$GSYNCD" --log-target stderr supervise "$SESSION" > /dev/null 2> "$DEMO/supervise.log" &
 sup=$!
-for _ in $(seq 50); do grep -q "all children ready" "$DEMO/supervise.log" 2>/dev/null && break; sleep 0.2; done
-ps --forest -o pid,args -p "$sup" --ppid "$sup" | sed "s/^/   /" || true
-grep -E "status|ready" "$DEMO/supervise.log" | sed 's/^/   /' | tail -6
-kill -TERM "$sup"; wait "$sup" || true
-echo "   supervisor stopped (SIGTERM); log: $DEMO/supervise.log"
+trap 'kill -TERM $sup 2>/dev/null || true' EXIT
+for _ in $(seq 100); do grep -q "all children ready" "$DEMO/supervise.log" 2>/dev/null && break; sleep 0.2; done
+ps --forest -o pid,args -p "$sup" --ppid "$sup" | cut -c1-140 | sed "s/^/   /" || true
+wait_converged
+echo "   initial sync (crawl of what existed): the secondary matches after $(elapsed "$t0") s"
+
+echo "== live changes: rename, append, delete, chmod, a new tree"
+mv "$P/demo/docs/f3.txt" "$P/demo/docs/renamed.txt"
+echo "appended" >> "$P/demo/docs/f4.txt"
+rm "$P/demo/docs/f5.txt"
+chmod 600 "$P/demo/docs/f6.txt"
+mkdir -p "$P/demo/new/tree" && echo hello > "$P/demo/new/tree/file"
+t0=$(date +%s.%N)
+wait_converged
+echo "   the secondary matches again after $(elapsed "$t0") s (changelog rollover-time is 3 s)"
+echo "   diff -r $P/demo $S/demo: no differences; the GFIDs agree too, e.g. demo/docs/renamed.txt:"
+echo "     primary   $(getfattr --only-values -n glusterfs.gfid.string "$P/demo/docs/renamed.txt" 2>/dev/null)"
+echo "     secondary $(getfattr --only-values -n glusterfs.gfid.string "$S/demo/docs/renamed.txt" 2>/dev/null)"
+grep -E "hybrid crawl done|batch synced" "$DEMO/supervise.log" | sed 's/.*INFO //' | cut -c1-150 | tail -4 | sed 's/^/   /'
+kill -TERM "$sup"
+wait "$sup" || true
+trap - EXIT
+echo "   session stopped (SIGTERM); its log: $DEMO/supervise.log"
 
 cat <<EOF
 
 == what works in this version
-   - session configuration: gsyncd config get|set|reset|import (see man/gsyncd-config.8)
-   - gsyncd changelog show: the primary brick's changelogs, record by record
-   - the supervisor: monitor, per-brick agent and worker, restarts, systemd notify/watchdog
-     (units/gsyncd@.service), stale-mount cleanup (gsyncd cleanup-mounts)
-   - the loopback cluster above: primary $PV (changelogs on) and secondary $SV,
-     mounted at $DEMO/mnt/primary and $DEMO/mnt/secondary
+   - replication of a brick: a crawl of what existed, then live changelog sync of entries
+     (by GFID), metadata and data (rsync, checked on arrival), progress (stime) on the brick
+   - the secondary side: gsyncd secondary behind the ssh gate (man/gsyncd-secondary.8)
+   - session configuration (gsyncd config ...), gsyncd changelog show, the supervisor with
+     systemd notify/watchdog (units/gsyncd@.service), gsyncd cleanup-mounts
 == still missing (later issues)
-   - the replication itself: agents and workers run their lifecycle but do not sync yet;
-     the secondary server and the ssh gate answer "not implemented yet" (exit 69)
+   - Active/Passive for replica sets, gfid-conflict resolution, the failure ledger, tar
    - 'gsyncd create', 'gsyncd status' and packages
 
 Remove everything with: $0 --down

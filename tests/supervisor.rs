@@ -43,19 +43,11 @@ struct Session {
 
 impl Session {
     fn new(fx: &Fixture, name: &str) -> Session {
-        let (p, _) = fx.pair(Shape::Single);
+        let (p, s) = fx.pair(Shape::Single);
         let dir = tempfile::tempdir().unwrap();
-        let root = dir.path();
-        fs::write(
-            root.join(format!("{name}.toml")),
-            format!(
-                "primary = \"{}\"\nrun-dir = \"{}/run\"\nstate-dir = \"{}/state\"\nconnection-timeout = 20\n",
-                p.name,
-                root.display(),
-                root.display()
-            ),
-        )
-        .unwrap();
+        let text = format!("{}connection-timeout = 20\n", support::session_config(fx, &p, &s, dir.path()));
+        let text = text.replace("connection-timeout = 30\n", "");
+        fs::write(dir.path().join(format!("{name}.toml")), text).unwrap();
         Session { dir, name: name.to_owned() }
     }
 

@@ -76,7 +76,10 @@ fn plain_stderr(fx: &Fixture) {
 }
 
 fn unit_lifecycle(fx: &Fixture) {
-    let (p, _) = fx.pair(Shape::Single);
+    let (p, sv) = fx.pair(Shape::Single);
+    // The session's ssh key lives with the harness sshd, under the base
+    // directory the container binds: make both before booting.
+    let config = support::session_config(fx, &p, &sv, std::path::Path::new("/var/lib/gsyncd/unitsess"));
     let sd = fx.systemd();
     let unit = "gsyncd@unitsess.service";
     let o = sd.exec(&["cp", "/opt/gsyncd-units/gsyncd@.service", "/etc/systemd/system/"]);
@@ -88,18 +91,26 @@ fn unit_lifecycle(fx: &Fixture) {
     );
     // The CLI talks to the host's glusterd over TCP: the container has its
     // own /run, without glusterd's socket.
-    sd.write(
-        "/etc/gsyncd/unitsess.toml",
-        &format!("primary = \"{}\"\ngluster-cli-options = \"--remote-host=127.0.0.1\"\n", p.name),
-    );
+    // A volatile root has no /etc/hosts; every real host names localhost.
+    sd.write("/etc/hosts", "127.0.0.1 localhost\n::1 localhost\n");
+    sd.write("/etc/gsyncd/unitsess.toml", &format!("{config}gluster-cli-options = \"--remote-host=127.0.0.1\"\n"));
     // The man pages are not installed here (no package yet).
     let verify = sd.exec(&["systemd-analyze", "verify", "--man=no", unit]);
     let complaints = String::from_utf8_lossy(&verify.stderr).into_owned();
     assert!(verify.status.success(), "systemd-analyze verify: {complaints}");
     assert!(sd.exec(&["systemctl", "daemon-reload"]).status.success());
     let start = sd.exec(&["timeout", "120", "systemctl", "start", unit]);
-    let journal =
-        || String::from_utf8_lossy(&sd.exec(&["journalctl", "-u", unit, "--no-pager", "-n", "60"]).stdout).into_owned();
+    let journal = || {
+        let all = sd.exec(&["journalctl", "-u", unit, "--no-pager", "-n", "60"]);
+        let bad = sd.exec(&["journalctl", "-u", unit, "--no-pager", "-p", "warning", "-n", "20", "-o", "cat"]);
+        let mnt = sd.exec(&["sh", "-c", "tail -n 15 /var/lib/gsyncd/unitsess/log/geo-replication/*/*.log"]);
+        format!(
+            "{}\nwarnings and errors:\n{}\nmount log:\n{}",
+            String::from_utf8_lossy(&all.stdout),
+            String::from_utf8_lossy(&bad.stdout),
+            String::from_utf8_lossy(&mnt.stdout)
+        )
+    };
     assert!(start.status.success(), "start failed: {}\n{}", String::from_utf8_lossy(&start.stderr), journal());
     let props = ["ActiveState", "SubState", "StatusText", "NRestarts", "MainPID", "Result"];
     let s = sd.show(unit, &props);

@@ -51,6 +51,8 @@ pub enum Call {
     SetAttr { path: Vec<u8>, attrs: SetAttrs },
     /// `lstat` of each path -> [`Answer::Lstat`], one result per path.
     Lstat(Vec<Vec<u8>>),
+    /// The secondary volume's id (half of the stime key) -> [`Answer::VolumeId`].
+    VolumeId,
 }
 
 /// One answer to the worker.
@@ -69,6 +71,7 @@ pub enum Answer {
     MetaFailures(Vec<MetaFailure>),
     Done,
     Lstat(Vec<Result<StatInfo, i32>>),
+    VolumeId(crate::gluster::uuid::Uuid),
 }
 
 /// A call that failed as a whole: an error the reference would have raised
@@ -300,6 +303,7 @@ fn answer_name(a: &Answer) -> &'static str {
         Answer::MetaFailures(_) => "MetaFailures",
         Answer::Done => "Done",
         Answer::Lstat(_) => "Lstat",
+        Answer::VolumeId(_) => "VolumeId",
     }
 }
 
@@ -429,6 +433,13 @@ impl Client {
         }
     }
 
+    pub fn volume_id(&self) -> Result<crate::gluster::uuid::Uuid, ClientError> {
+        match self.call(Call::VolumeId, None)? {
+            Answer::VolumeId(u) => Ok(u),
+            a => Err(ClientError::Unexpected { call: "VolumeId", found: answer_name(&a) }),
+        }
+    }
+
     pub fn lstat(&self, paths: Vec<Vec<u8>>) -> Result<Vec<Result<StatInfo, i32>>, ClientError> {
         match self.call(Call::Lstat(paths), None)? {
             Answer::Lstat(v) => Ok(v),
@@ -446,6 +457,7 @@ pub fn call_name(c: &Call) -> &'static str {
         Call::MetaOps(_) => "MetaOps",
         Call::SetAttr { .. } => "SetAttr",
         Call::Lstat(_) => "Lstat",
+        Call::VolumeId => "VolumeId",
     }
 }
 

@@ -125,6 +125,12 @@ impl Server {
             Call::MetaOps(v) => ops::meta_ops(&v).map(Answer::MetaFailures),
             Call::SetAttr { path, attrs } => ops::set_attr(&path, &attrs).map(|()| Answer::Done),
             Call::Lstat(v) => ops::lstat_all(&v).map(Answer::Lstat),
+            Call::VolumeId => self.ctx.topology().id.map(Answer::VolumeId).ok_or_else(|| RemoteError {
+                errno: None,
+                index: None,
+                path: None,
+                message: "glusterd on the secondary did not name the volume's id".into(),
+            }),
         }
     }
 }
@@ -271,8 +277,8 @@ pub fn run(a: &SecondaryArgs) -> anyhow::Result<()> {
     let server = Arc::new(Server {
         ctx: ops::Ctx {
             dist_count: a.primary_dist_count,
-            bricks: OnceLock::new(),
-            find_bricks: Box::new(move || brick_args.find(&volume)),
+            topology: OnceLock::new(),
+            find_topology: Box::new(move || brick_args.find(&volume)),
         },
         keep_alives: AtomicU64::new(0),
         non_root: !root,
@@ -356,28 +362,30 @@ struct SecondaryArgsForBricks {
 }
 
 impl SecondaryArgsForBricks {
-    fn find(&self, volume: &str) -> Vec<PathBuf> {
+    fn find(&self, volume: &str) -> ops::Topology {
         let bin = self.dir.as_deref().unwrap_or(Path::new("/usr/sbin")).join("gluster");
-        brick_dirs(&bin, &self.workdir, volume)
+        topology(&bin, &self.workdir, volume)
     }
 }
 
-/// This node's brick directories of `volume` (all bricks if this node's
-/// UUID is unknown; a non-local path simply does not resolve).
-fn brick_dirs(bin: &Path, glusterd_workdir: &Path, volume: &str) -> Vec<PathBuf> {
+/// The volume's id and this node's brick directories of it (all bricks if
+/// this node's UUID is unknown; a non-local path simply does not resolve).
+fn topology(bin: &Path, glusterd_workdir: &Path, volume: &str) -> ops::Topology {
     let vol = match gcli::volume_info(bin, &["--remote-host=localhost"], volume) {
         Ok(v) => v,
         Err(e) => {
-            warn!("cannot read the secondary volume's bricks (directory lookups use gfid2path only): {e:#}");
-            return Vec::new();
+            warn!("cannot read the secondary volume's topology (directory lookups use gfid2path only): {e:#}");
+            return ops::Topology::default();
         }
     };
     let me = gcli::local_node_uuid(glusterd_workdir).ok();
-    vol.bricks
+    let bricks = vol
+        .bricks
         .iter()
         .filter(|b| me.is_none_or(|u| u == b.host_uuid))
         .map(|b| PathBuf::from(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&b.path)))
-        .collect()
+        .collect();
+    ops::Topology { id: Some(vol.id), bricks }
 }
 
 pub fn gate(args: &SshGateArgs) -> anyhow::Result<()> {

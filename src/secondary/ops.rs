@@ -203,24 +203,36 @@ fn link(src: &[u8], dst: &[u8]) -> Result<Option<Errno>, OpError> {
 pub struct Ctx {
     /// `--primary-dist-count`.
     pub dist_count: u32,
-    /// Brick directories of the secondary volume on this node, looked up on
-    /// first use (for the MKDIR directory-path lookup).
-    pub bricks: OnceLock<Vec<PathBuf>>,
-    pub find_bricks: Box<dyn Fn() -> Vec<PathBuf> + Send + Sync>,
+    /// The secondary volume's id and its brick directories on this node,
+    /// looked up on first use.
+    pub topology: OnceLock<Topology>,
+    pub find_topology: Box<dyn Fn() -> Topology + Send + Sync>,
+}
+
+/// What glusterd says of the secondary volume.
+#[derive(Debug, Clone, Default)]
+pub struct Topology {
+    pub id: Option<Uuid>,
+    /// Brick directories on this node (for the MKDIR directory-path lookup).
+    pub bricks: Vec<PathBuf>,
 }
 
 impl std::fmt::Debug for Ctx {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Ctx")
             .field("dist_count", &self.dist_count)
-            .field("bricks", &self.bricks)
+            .field("topology", &self.topology)
             .finish_non_exhaustive()
     }
 }
 
 impl Ctx {
+    pub fn topology(&self) -> &Topology {
+        self.topology.get_or_init(|| (self.find_topology)())
+    }
+
     fn bricks(&self) -> &[PathBuf] {
-        self.bricks.get_or_init(|| (self.find_bricks)())
+        &self.topology().bricks
     }
 
     /// Where a directory is on the secondary, as `.gfid/<pgfid>/<name>`
@@ -801,7 +813,7 @@ mod tests {
 
     #[test]
     fn a_batch_with_a_bad_path_is_refused_whole() {
-        let ctx = Ctx { dist_count: 1, bricks: OnceLock::new(), find_bricks: Box::new(Vec::new) };
+        let ctx = Ctx { dist_count: 1, topology: OnceLock::new(), find_topology: Box::new(Topology::default) };
         let g = Uuid::parse_str(G).unwrap();
         let ok = EntryOp::new(Op::Create, g, format!(".gfid/{G}/x").into_bytes());
         let bad = EntryOp::new(Op::Unlink, g, b"../../etc/passwd".to_vec());

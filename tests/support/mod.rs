@@ -107,6 +107,25 @@ impl Fixture {
     }
 }
 
+/// The lines of a session file that replicate `p` to `s` over the harness
+/// sshd (through the ssh gate), with the session's files under `dir`.
+pub fn session_config(fx: &Fixture, p: &Volume, s: &Volume, dir: &std::path::Path) -> String {
+    let sshd = fx.sshd();
+    let key = sshd.add_forced_key("session_key", &format!("{} ssh-gate", env!("CARGO_BIN_EXE_gsyncd")));
+    format!(
+        "primary = \"{p}\"\nsecondary = \"root@127.0.0.1::{s}\"\nrun-dir = \"{r}/run\"\nstate-dir = \"{r}/state\"\n\
+         ssh-port = {port}\nssh-options = \"-i {key} -oBatchMode=yes -oStrictHostKeyChecking=no \
+         -oUserKnownHostsFile=/dev/null -oLogLevel=ERROR -oIdentitiesOnly=yes\"\n\
+         remote-gsyncd = \"/usr/bin/gsyncd\"\nsecondary-timeout = 30\nconnection-timeout = 30\n\
+         gluster-logdir = \"{r}/log\"\n",
+        p = p.name,
+        s = s.name,
+        r = dir.display(),
+        port = sshd.port,
+        key = key.display(),
+    )
+}
+
 /// Runs the binary's tests against one shared fixture, then tears it down.
 /// A teardown that leaves anything behind fails the run.
 pub fn run(make: impl FnOnce(&Arc<Fixture>) -> Vec<Trial>) -> ! {

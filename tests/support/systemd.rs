@@ -48,6 +48,11 @@ impl Booted {
         for (host, inside) in binds {
             cmd.arg(format!("--bind-ro={}:{inside}", host.display()));
         }
+        // The harness's volumes (bricks, on which workers write progress
+        // xattrs) and sshd keys, at the same paths.
+        let base = Path::new(super::cluster::BASE);
+        std::fs::create_dir_all(base).unwrap_or_else(|e| panic!("cannot create {}: {e}", base.display()));
+        cmd.arg(format!("--bind={}", base.display()));
         // The unit's BindPaths=/dev/fuse needs the device inside.
         if Path::new("/dev/fuse").exists() {
             cmd.arg("--bind=/dev/fuse");

@@ -1,0 +1,151 @@
+//! End to end: `gsyncd supervise` of a session from a primary volume to a
+//! secondary volume over the harness's sshd (through the ssh gate), with
+//! real glusterd, FUSE mounts, changelogs, rsync: data that existed before
+//! the session (crawl), then live changes, until the trees (GFIDs, owners,
+//! modes included) are the same.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use support::cluster::{Shape, Volume};
+use support::tree::{self, Options};
+use support::{Fixture, trial};
+
+fn main() {
+    support::run(|fx| vec![trial("crawl_then_live_sync_through_the_gate", fx, crawl_then_live)])
+}
+
+struct Session {
+    dir: tempfile::TempDir,
+    name: String,
+}
+
+impl Session {
+    fn new(fx: &Fixture, name: &str, p: &Volume, s: &Volume) -> Session {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!("{}log-level = \"DEBUG\"\n", support::session_config(fx, p, s, dir.path()));
+        fs::write(dir.path().join(format!("{name}.toml")), text).unwrap();
+        Session { dir, name: name.to_owned() }
+    }
+
+    fn log(&self) -> PathBuf {
+        self.dir.path().join("supervise.log")
+    }
+
+    fn start(&self) -> Child {
+        let log = fs::File::create(self.log()).unwrap();
+        Command::new(env!("CARGO_BIN_EXE_gsyncd"))
+            .args(["--log-target", "stderr", "--config-dir"])
+            .arg(self.dir.path())
+            .args(["supervise", &self.name])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap()
+    }
+
+    fn log_text(&self) -> String {
+        fs::read_to_string(self.log()).unwrap_or_default()
+    }
+}
+
+/// Waits until the secondary's tree equals the primary's.
+fn converge(p: &Volume, s: &Volume, sess: &Session, child: &mut Child, timeout: Duration) {
+    let o = Options { mtimes: false, ..Options::default() };
+    let deadline = Instant::now() + timeout;
+    loop {
+        let d = tree::compare(&p.mount, &s.mount, &o);
+        if d.is_empty() {
+            return;
+        }
+        let exited = child.try_wait().unwrap();
+        if Instant::now() > deadline || exited.is_some() {
+            let log = sess.log_text();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            panic!(
+                "the secondary did not converge (supervise {exited:?}):\n{}\nlog tail:\n{}",
+                tree::report(&d),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+fn write(p: &Path, data: &[u8]) {
+    fs::write(p, data).unwrap();
+}
+
+fn crawl_then_live(fx: &Fixture) {
+    let (p, s) = fx.pair(Shape::Single);
+    let m = &p.mount;
+    // Before the session: a tree for the crawl.
+    fs::create_dir_all(m.join("pre/a/b/c")).unwrap();
+    write(&m.join("pre/a/file"), &vec![7u8; 100_000]);
+    write(&m.join("pre/a/b/c/deep"), b"deep\n");
+    symlink("a/file", m.join("pre/link")).unwrap();
+    fs::hard_link(m.join("pre/a/file"), m.join("pre/hard")).unwrap();
+    fs::set_permissions(m.join("pre/a/b"), fs::Permissions::from_mode(0o750)).unwrap();
+    std::os::unix::fs::chown(m.join("pre/a/b/c/deep"), Some(1234), Some(5678)).unwrap();
+
+    let sess = Session::new(fx, "e2e", &p, &s);
+    let mut child = sess.start();
+    converge(&p, &s, &sess, &mut child, Duration::from_secs(90));
+
+    // Live: every kind of change.
+    fs::create_dir_all(m.join("live/x/y/z")).unwrap();
+    write(&m.join("live/f"), b"one");
+    {
+        use std::io::Write;
+        let mut f = fs::OpenOptions::new().append(true).open(m.join("live/f")).unwrap();
+        f.write_all(b" two").unwrap();
+    }
+    write(&m.join("live/trunc"), &vec![1u8; 50_000]);
+    fs::OpenOptions::new().write(true).open(m.join("live/trunc")).unwrap().set_len(10).unwrap();
+    fs::rename(m.join("pre/a/b/c/deep"), m.join("live/x/moved")).unwrap();
+    fs::rename(m.join("pre/a/b"), m.join("live/b-renamed")).unwrap();
+    write(&m.join("live/over"), b"old");
+    write(&m.join("live/new"), b"new");
+    fs::rename(m.join("live/new"), m.join("live/over")).unwrap();
+    fs::hard_link(m.join("live/f"), m.join("live/f-hard")).unwrap();
+    symlink("../f", m.join("live/x/sym")).unwrap();
+    fs::rename(m.join("live/x/sym"), m.join("live/x/sym2")).unwrap();
+    fs::remove_file(m.join("pre/hard")).unwrap();
+    fs::remove_dir_all(m.join("pre/a")).unwrap();
+    fs::set_permissions(m.join("live/f"), fs::Permissions::from_mode(0o600)).unwrap();
+    std::os::unix::fs::chown(m.join("live/trunc"), Some(42), Some(43)).unwrap();
+    for name in [&b"with space"[..], b"new\nline", b"per%cent", b"latin1 \xe9"] {
+        write(&m.join("live").join(OsStr::from_bytes(name)), name);
+    }
+    converge(&p, &s, &sess, &mut child, Duration::from_secs(90));
+
+    // Orderly stop: exit 0, no mount left, progress recorded on the brick.
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+    let st = child.wait().unwrap();
+    assert!(st.success(), "supervise: {st}\n{}", sess.log_text());
+    let stimes: Vec<String> = xattr::list(&p.bricks[0])
+        .unwrap()
+        .map(|n| n.to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".stime"))
+        .collect();
+    assert_eq!(stimes.len(), 1, "{stimes:?}");
+    assert!(support::cluster::mounts_under(&sess.dir.path().join("run")).is_empty());
+    let log = sess.log_text();
+    assert!(log.contains("hybrid crawl done"), "{log}");
+    assert!(log.contains("batch synced"), "{log}");
+    if std::env::var_os("GSYNCD_TEST_SHOW_LOG").is_some() {
+        eprintln!("{log}");
+    }
+}

@@ -103,3 +103,15 @@ fn spawn_placed(cmd: &mut Command, fds: &[(&OwnedFd, RawFd)], detach: bool) -> i
     }
     cmd.spawn()
 }
+
+/// Sends `msg` on `tx` when SIGTERM or SIGINT arrives (once), from a
+/// thread: how a role's event loop learns that it should stop cleanly.
+pub fn forward_termination<T: Send + 'static>(tx: std::sync::mpsc::Sender<T>, msg: T) -> io::Result<()> {
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])?;
+    std::thread::Builder::new().name("signals".into()).spawn(move || {
+        if signals.forever().next().is_some() {
+            let _ = tx.send(msg);
+        }
+    })?;
+    Ok(())
+}

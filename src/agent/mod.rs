@@ -218,6 +218,8 @@ pub fn run(_config_dir: &Path, args: &BrickArgs) -> anyhow::Result<()> {
             let _ = tx.send(Ev::WorkerGone(why));
         })?;
     }
+    // Shutdown and SIGTERM come together from the supervisor.
+    crate::sys::forward_termination(tx.clone(), Ev::Stop)?;
     {
         let d = dir.htime_dir();
         let tx = tx.clone();

@@ -95,6 +95,9 @@ pub fn run(config_dir: &Path, args: &MonitorArgs) -> anyhow::Result<()> {
 
     // Supervisor messages arrive on a thread; the main thread replans.
     let (tx, rx) = mpsc::channel();
+    // The supervisor sends Shutdown and SIGTERM together: exit cleanly on
+    // either.
+    crate::sys::forward_termination(tx.clone(), Some(ToChild::Shutdown))?;
     let mut reader = link.try_clone_reader()?;
     std::thread::Builder::new().name("ctl".into()).spawn(move || {
         loop {

@@ -423,18 +423,9 @@ pub fn run(config_dir: &Path, args: &WorkerArgs) -> anyhow::Result<()> {
             let _ = tx.send(Ev::AgentGone(why));
         })?;
     }
-    {
-        // The supervisor sends Shutdown and SIGTERM together: either ends
-        // the worker between batches, cleanly (mount released).
-        let mut signals =
-            signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])?;
-        let tx = tx.clone();
-        std::thread::Builder::new().name("signals".into()).spawn(move || {
-            if signals.forever().next().is_some() {
-                let _ = tx.send(Ev::Stop);
-            }
-        })?;
-    }
+    // The supervisor sends Shutdown and SIGTERM together: either ends the
+    // worker between batches, cleanly (mount released).
+    crate::sys::forward_termination(tx.clone(), Ev::Stop)?;
     drop(tx);
 
     let r = Replicator { s: &s, client: &sec.client, pid: sec.pid, prefix, link: &link };

@@ -23,7 +23,12 @@ use support::tree::{self, Options};
 use support::{Fixture, trial};
 
 fn main() {
-    support::run(|fx| vec![trial("crawl_then_live_sync_through_the_gate", fx, crawl_then_live)])
+    support::run(|fx| {
+        vec![
+            trial("crawl_then_live_sync_through_the_gate", fx, crawl_then_live),
+            trial("replica_sets_sync_once_each_and_fail_over", fx, replicated),
+        ]
+    })
 }
 
 struct Session {
@@ -148,4 +153,54 @@ fn crawl_then_live(fx: &Fixture) {
     if std::env::var_os("GSYNCD_TEST_SHOW_LOG").is_some() {
         eprintln!("{log}");
     }
+}
+
+/// The glusterfsd pid serving `brick` of `vol`.
+fn brick_pid(vol: &str, brick: &Path) -> u32 {
+    let o = Command::new("gluster").args(["--mode=script", "--xml", "volume", "status", vol]).output().unwrap();
+    let xml = String::from_utf8_lossy(&o.stdout).into_owned();
+    let at = xml.find(&format!("<path>{}</path>", brick.display())).unwrap_or_else(|| panic!("{xml}"));
+    let rest = &xml[at..];
+    let pid = &rest[rest.find("<pid>").unwrap() + 5..rest.find("</pid>").unwrap()];
+    pid.trim().parse().unwrap()
+}
+
+fn replicated(fx: &Fixture) {
+    let (p, s) = fx.pair(Shape::DistRep2x2);
+    let m = &p.mount;
+    fs::create_dir_all(m.join("r/a/b")).unwrap();
+    for i in 0..30 {
+        write(&m.join(format!("r/a/f{i}")), format!("file {i}").as_bytes());
+    }
+    symlink("a/f1", m.join("r/l")).unwrap();
+    let sess = Session::new(fx, "repl", &p, &s);
+    let mut child = sess.start();
+    converge(&p, &s, &sess, &mut child, Duration::from_secs(90));
+    // One worker per replica set syncs; the other two are Passive.
+    let passive = sess.log_text().matches("Passive: another brick of this replica set syncs it").count();
+    assert_eq!(passive, 2, "{}", sess.log_text());
+
+    for i in 0..30 {
+        fs::rename(m.join(format!("r/a/f{i}")), m.join(format!("r/a/b/g{i}"))).unwrap();
+    }
+    write(&m.join("r/new"), b"live");
+    converge(&p, &s, &sess, &mut child, Duration::from_secs(90));
+
+    // The Active brick of the first set dies: its replica takes over.
+    let pid = brick_pid(&p.name, &p.bricks[0]);
+    kill(Pid::from_raw(pid as i32), Signal::SIGKILL).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !sess.log_text().contains("Active: taking over this replica set") {
+        assert!(Instant::now() < deadline, "no takeover:\n{}", sess.log_text());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    for i in 0..20 {
+        write(&m.join(format!("r/after-failover-{i}")), b"still replicated");
+    }
+    converge(&p, &s, &sess, &mut child, Duration::from_secs(90));
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+    let st = child.wait().unwrap();
+    assert!(st.success(), "supervise: {st}\n{}", sess.log_text());
+    // Bring the brick back for the teardown.
+    let _ = Command::new("gluster").args(["--mode=script", "volume", "start", &p.name, "force"]).output();
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::uuid::Uuid;
-use super::volinfo::{self, VolInfoError, Volume};
+use super::volinfo::{self, BrickStatus, VolInfoError, Volume};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GlusterCliError {
@@ -54,4 +54,20 @@ pub fn volume_info(bin: &Path, cli_options: &[&str], volume: &str) -> Result<Vol
         });
     }
     Ok(volinfo::parse_one(&xml, volume)?)
+}
+
+/// `<bin> <cli options> --mode=script --xml volume status <volume>`.
+pub fn volume_status(bin: &Path, cli_options: &[&str], volume: &str) -> Result<Vec<BrickStatus>, GlusterCliError> {
+    let mut cmd = Command::new(bin);
+    cmd.args(cli_options).args(["--mode=script", "--xml", "volume", "status", volume]);
+    let shown = format!("{} --xml volume status {volume}", bin.display());
+    let out = cmd.output().map_err(|source| GlusterCliError::Run { cmd: shown.clone(), source })?;
+    let xml = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() && !xml.contains("<cliOutput>") {
+        return Err(GlusterCliError::Failed {
+            cmd: shown,
+            output: format!("{}{}", xml.trim(), String::from_utf8_lossy(&out.stderr).trim()),
+        });
+    }
+    Ok(volinfo::parse_status(&xml)?)
 }

@@ -168,9 +168,78 @@ pub fn parse_one(xml: &str, name: &str) -> Result<Volume, VolInfoError> {
     parse(xml)?.into_iter().find(|v| v.name == name).ok_or_else(|| VolInfoError::NoSuchVolume(name.to_owned()))
 }
 
+/// A brick's state in `gluster --xml volume status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrickStatus {
+    pub host_uuid: Uuid,
+    pub path: Vec<u8>,
+    pub online: bool,
+}
+
+/// Parses `gluster --xml volume status <vol>`: its bricks (the daemons it
+/// also lists, such as the self-heal daemon, are left out).
+pub fn parse_status(xml: &str) -> Result<Vec<BrickStatus>, VolInfoError> {
+    let doc = roxmltree::Document::parse(xml).map_err(|e| VolInfoError::Xml(e.to_string()))?;
+    let root = doc.root_element();
+    let ret: i64 = number(root, "opRet")?;
+    if ret != 0 {
+        return Err(VolInfoError::Cli {
+            ret,
+            errno: number(root, "opErrno").unwrap_or(0),
+            message: text(root, "opErrstr").unwrap_or_default(),
+        });
+    }
+    let mut out = Vec::new();
+    for node in doc.descendants().filter(|n| n.has_tag_name("node")) {
+        let path = text(node, "path").unwrap_or_default();
+        if !path.starts_with('/') {
+            continue;
+        }
+        let Ok(host_uuid) = uuid(node, "peerid") else { continue };
+        let online = text(node, "status").is_ok_and(|s| s == "1");
+        out.push(BrickStatus { host_uuid, path: path.into_bytes(), online });
+    }
+    Ok(out)
+}
+
+impl Volume {
+    /// Whether brick `index` is the one that syncs its replica set: the
+    /// first brick of the set, in volume order, that `status` shows online.
+    /// Unlike the reference's node-uuid rule this is per brick, so two
+    /// bricks of one set on one node are not both Active.
+    pub fn is_active(&self, index: usize, status: &[BrickStatus]) -> bool {
+        let set = self.subvolume_of(index);
+        let online = |b: &Brick| status.iter().any(|s| s.online && s.host_uuid == b.host_uuid && s.path == b.path);
+        self.bricks
+            .iter()
+            .enumerate()
+            .find(|(j, b)| self.subvolume_of(*j) == set && online(b))
+            .is_some_and(|(j, _)| j == index)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_and_the_active_brick_of_each_set() {
+        let xml = r#"<cliOutput><opRet>0</opRet><opErrno>0</opErrno><opErrstr/><volStatus><volumes><volume>
+          <volName>gv0</volName>
+          <node><hostname>n1</hostname><path>/b/0</path><peerid>f052226e-600d-478c-9040-d93b1d9aaf8c</peerid><status>0</status></node>
+          <node><hostname>n2</hostname><path>/b/1</path><peerid>a052226e-600d-478c-9040-d93b1d9aaf8c</peerid><status>1</status></node>
+          <node><hostname>Self-heal Daemon</hostname><path>localhost</path><peerid>f052226e-600d-478c-9040-d93b1d9aaf8c</peerid><status>1</status></node>
+          </volume></volumes></volStatus></cliOutput>"#;
+        let st = parse_status(xml).unwrap();
+        assert_eq!(st.len(), 2);
+        assert!(!st[0].online && st[1].online);
+        let v = parse_one(SAMPLE, "gv0").unwrap();
+        // Set 0 is bricks 0 and 1: brick 0 is down, so brick 1 is Active.
+        assert!(!v.is_active(0, &st));
+        assert!(v.is_active(1, &st));
+        let all: Vec<BrickStatus> = st.iter().map(|b| BrickStatus { online: true, ..b.clone() }).collect();
+        assert!(v.is_active(0, &all) && !v.is_active(1, &all));
+    }
 
     /// Shaped like glusterd 10.3's output for a 2 x 2 volume.
     const SAMPLE: &str = r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?>

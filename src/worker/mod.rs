@@ -14,10 +14,17 @@
 //!    stime/entry_stime on the brick root exactly as the reference writes
 //!    them, then acknowledges the batch to the agent.
 //!
-//! Not yet here (still open in the issue): Active/Passive, gfid-conflict
-//! resolution (failures are logged), the failure ledger (a batch whose
-//! data cannot be made to arrive stops the worker, so stime never passes
-//! it), the tar engine, crawl checkpoints and reconcile, status files.
+//! Active/Passive: per replica set, the first brick (in volume order) that
+//! `gluster volume status` shows online syncs; the others are Passive, copy
+//! the cluster's stime onto their brick, and take over when the Active
+//! brick goes down (checked every `replica-failover-interval`, at least 2 s).
+//! The rule is per brick, not per node as the reference's node-uuid rule.
+//!
+//! Not yet here (still open in the issue): an Active worker giving way
+//! when a lower brick returns, gfid-conflict resolution (failures are
+//! logged), the failure ledger (a batch whose data cannot be made to arrive
+//! stops the worker, so stime never passes it), the tar engine, crawl
+//! checkpoints and reconcile, status files.
 
 pub mod data;
 pub mod settings;
@@ -220,6 +227,21 @@ impl Replicator<'_> {
                 .with_context(|| format!("cannot set {key} on {}", self.s.brick.display()))?;
         }
         Ok(())
+    }
+
+    /// Passive: copies the cluster's stime (the aggregate the mount shows:
+    /// DHT's minimum of AFR's maximum) onto this brick when it is ahead.
+    fn follow_cluster_stime(&self) {
+        let key = keys::stime(&self.prefix);
+        let Some(cluster) = xattr::get(".", &key).ok().flatten().and_then(|v| XTime::decode(&v).ok()) else {
+            return;
+        };
+        if self.stime().is_none_or(|mine| u64::from(cluster.sec) > mine) {
+            match xattr::set(&self.s.brick, &key, &cluster.encode()) {
+                Ok(()) => debug!(stime = cluster.sec, "following the cluster stime"),
+                Err(e) => warn!("cannot set {key} on {}: {e}", self.s.brick.display()),
+            }
+        }
     }
 
     fn stime(&self) -> Option<u64> {
@@ -429,6 +451,43 @@ pub fn run(config_dir: &Path, args: &WorkerArgs) -> anyhow::Result<()> {
     drop(tx);
 
     let r = Replicator { s: &s, client: &sec.client, pid: sec.pid, prefix, link: &link };
+    // Active/Passive: one worker per replica set syncs; the others follow
+    // the cluster's stime so that a takeover resumes near where it was.
+    let node = gcli::local_node_uuid(&s.glusterd_workdir).ok();
+    let brick_bytes = s.brick.as_os_str().as_bytes();
+    let index = pvol.bricks.iter().position(|b| Some(b.host_uuid) == node && b.path == brick_bytes);
+    let active = || match (index, gcli::volume_status(&gluster, &cli, &s.primary)) {
+        (Some(i), Ok(st)) => pvol.is_active(i, &st),
+        (None, _) => {
+            warn!("this brick is not in the primary volume's brick list as this node; syncing it (Active)");
+            true
+        }
+        (_, Err(e)) => {
+            warn!("cannot read the primary volume's status ({e}); syncing this brick (Active)");
+            true
+        }
+    };
+    if !active() {
+        link.send(&ToSupervisor::Phase("Passive".into()))?;
+        info!("Passive: another brick of this replica set syncs it");
+        loop {
+            r.follow_cluster_stime();
+            match rx.recv_timeout(s.failover_interval.max(std::time::Duration::from_secs(2))) {
+                Ok(Ev::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    drop(sec);
+                    let _ = mounted.release();
+                    return Ok(());
+                }
+                Ok(Ev::AgentGone(why)) => anyhow::bail!("the agent {why}"),
+                Ok(Ev::Feed(_)) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+            }
+            if active() {
+                info!("Active: taking over this replica set");
+                break;
+            }
+        }
+    }
+    link.send(&ToSupervisor::Phase("Active".into()))?;
     let start = match r.stime() {
         Some(t) => {
             info!(stime = t, "resuming from the brick's stime");

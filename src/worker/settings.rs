@@ -48,6 +48,8 @@ pub struct Settings {
     pub secondary_gluster_log_level: String,
     pub secondary_gluster_command_dir: String,
     pub secondary_access_mount: bool,
+    pub glusterd_workdir: PathBuf,
+    pub failover_interval: Duration,
 }
 
 fn words(s: &str) -> Vec<String> {
@@ -112,6 +114,8 @@ impl Settings {
             secondary_gluster_log_level: s("secondary-gluster-log-level"),
             secondary_gluster_command_dir: s("secondary-gluster-command-dir"),
             secondary_access_mount: flag("secondary-access-mount"),
+            glusterd_workdir: PathBuf::from(s("glusterd-workdir")),
+            failover_interval: Duration::from_secs(u64::try_from(int("replica-failover-interval")).unwrap_or(1).max(1)),
         })
     }
 

@@ -78,7 +78,7 @@ fn converge(p: &Volume, s: &Volume, sess: &Session, child: &mut Child, timeout: 
         let exited = child.try_wait().unwrap();
         if Instant::now() > deadline || exited.is_some() {
             let log = sess.log_text();
-            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            let tail: Vec<&str> = log.lines().rev().take(400).collect();
             panic!(
                 "the secondary did not converge (supervise {exited:?}):\n{}\nlog tail:\n{}",
                 tree::report(&d),
@@ -140,19 +140,53 @@ fn crawl_then_live(fx: &Fixture) {
     kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
     let st = child.wait().unwrap();
     assert!(st.success(), "supervise: {st}\n{}", sess.log_text());
+    assert!(support::cluster::mounts_under(&sess.dir.path().join("run")).is_empty());
     let stimes: Vec<String> = xattr::list(&p.bricks[0])
         .unwrap()
         .map(|n| n.to_string_lossy().into_owned())
         .filter(|n| n.ends_with(".stime"))
         .collect();
     assert_eq!(stimes.len(), 1, "{stimes:?}");
-    assert!(support::cluster::mounts_under(&sess.dir.path().join("run")).is_empty());
     let log = sess.log_text();
     assert!(log.contains("hybrid crawl done"), "{log}");
     assert!(log.contains("batch synced"), "{log}");
-    if std::env::var_os("GSYNCD_TEST_SHOW_LOG").is_some() {
-        eprintln!("{log}");
+
+    // Resume: changes while stopped arrive by history, with no crawl.
+    fs::create_dir(m.join("while-stopped")).unwrap();
+    for i in 0..50 {
+        write(&m.join(format!("while-stopped/f{i}")), format!("{i}").as_bytes());
     }
+    fs::rename(m.join("live/over"), m.join("while-stopped/over-moved")).unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    let mut child = sess.start();
+    converge(&p, &s, &sess, &mut child, Duration::from_secs(90));
+    let log = sess.log_text();
+    assert!(log.contains("resuming from the brick's stime"), "{log}");
+    assert!(!log.contains("hybrid crawl"), "a restart with stime must not crawl:\n{log}");
+
+    // Crash-only: SIGKILL the worker in the middle of a workload; the
+    // supervisor restarts it and it resumes from stime, nothing lost.
+    let worker = || -> Option<u32> {
+        fs::read_dir("/proc").unwrap().flatten().find_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let cmd = fs::read(e.path().join("cmdline")).ok()?;
+            let args: Vec<&[u8]> = cmd.split(|&b| b == 0).collect();
+            (args.contains(&b"worker".as_slice()) && args.contains(&sess.name.as_bytes())).then_some(pid)
+        })
+    };
+    fs::create_dir(m.join("crash")).unwrap();
+    for i in 0..1500 {
+        write(&m.join(format!("crash/f{i}")), format!("{i}").as_bytes());
+        if i == 700 {
+            let w = worker().expect("a running worker");
+            kill(Pid::from_raw(w as i32), Signal::SIGKILL).unwrap();
+        }
+    }
+    converge(&p, &s, &sess, &mut child, Duration::from_secs(120));
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+    let st = child.wait().unwrap();
+    assert!(st.success(), "supervise: {st}\n{}", sess.log_text());
+    assert!(support::cluster::mounts_under(&sess.dir.path().join("run")).is_empty());
 }
 
 /// The glusterfsd pid serving `brick` of `vol`.

@@ -18,6 +18,9 @@
 //!   reference crashes on `st.st_ino` of an errno);
 //! - `LINK` of a GFID missing on the secondary without the primary's stat is
 //!   reported as an ENOENT failure (the reference crashes on `e['stat']`);
+//! - SYMLINK of a GFID that exists under another name is a replay (a later
+//!   RENAME moved it) and is ignored, and ENODATA from the newfile blob is
+//!   recorded as a failure (the reference crashes its worker on both);
 //! - symlink times are replayed with `utimensat(AT_SYMLINK_NOFOLLOW)` (the
 //!   reference skips them: Python lacks `lutimes`);
 //! - the directory-path lookup also tries `glusterfs.gfid2path` when no
@@ -543,7 +546,13 @@ impl Run<'_> {
                 }
             }
             Op::Symlink => {
-                if lstat(&e.entry)?.is_none() {
+                if lstat(&e.entry)?.is_none() && lstat(&gp)?.is_some() {
+                    // The symlink exists under another name: this is a replay
+                    // of a changelog whose later RENAME moved it (a second
+                    // name of a symlink is recorded as LINK, never SYMLINK).
+                    // The reference tries to create it again and fails.
+                    tracing::debug!(gfid = %e.gfid, "SYMLINK of an existing symlink ignored");
+                } else if lstat(&e.entry)?.is_none() {
                     let mode = e.stat.map(|s| s.mode).unwrap_or(0o777);
                     let t = e.link.as_deref().unwrap_or_default();
                     blob = Some(symlink_blob(e.gfid, c.pg, &c.name, t, mode));
@@ -618,10 +627,12 @@ impl Run<'_> {
                 tracing::error!(gfid = %e.gfid, "cannot build newfile blob: {err}");
                 OpError { errno: EINVAL, call: "newfile", path: e.entry.clone() }
             })?;
-            let r =
-                wrap("setxattr(glusterfs.gfid.newfile)", &parent, &[EEXIST, ENOENT, ESTALE], &[EINVAL, EBUSY], || {
-                    io(xattr::set(os(&parent), keys::GFID_NEWFILE, &bytes))
-                })?;
+            // ENODATA: gfid-access refuses a GFID that exists under another
+            // name; recorded for the primary, not a failed call.
+            let ok = [EEXIST, ENOENT, ESTALE, ENODATA];
+            let r = wrap("setxattr(glusterfs.gfid.newfile)", &parent, &ok, &[EINVAL, EBUSY], || {
+                io(xattr::set(os(&parent), keys::GFID_NEWFILE, &bytes))
+            })?;
             self.collect(i, c, r.err(), false)?;
             if uid != 0 || gid != 0 {
                 let r = wrap("lchown", &gp, &[ENOENT], &[ESTALE, EINVAL], || {

@@ -127,12 +127,15 @@ impl Work {
                 }
                 Record::Link { gfid, fop, entry } => {
                     let op = if *fop == Fop::SYMLINK { Op::Symlink } else { Op::Link };
-                    let mut e = EntryOp::new(op, *gfid, entry_path(entry));
+                    let path = entry_path(entry);
+                    let mut e = EntryOp::new(op, *gfid, path.clone());
                     e.stat = primary_stat(gfid);
                     e.link = e.stat.filter(|st| st.mode & 0o170_000 == 0o120_000).and_then(|_| primary_link(gfid));
-                    if op == Op::Symlink && (e.stat.is_none() || e.link.is_none()) {
-                        // Gone on the primary since: its UNLINK follows.
-                        debug!(gfid = %gfid, "symlink vanished before replay");
+                    // As the reference: a symlink is created only while its
+                    // name still holds it on the primary; if it was renamed or
+                    // removed since, its later RENAME or UNLINK carries it.
+                    if op == Op::Symlink && (e.stat.is_none() || std::fs::read_link(os(&path)).is_err()) {
+                        debug!(gfid = %gfid, "symlink moved or removed since; its later record carries it");
                         continue;
                     }
                     self.entries.push(e);

@@ -186,7 +186,7 @@ cat <<EOF
    - session configuration (gsyncd config ...), gsyncd changelog show, the supervisor with
      systemd notify/watchdog (units/gsyncd@.service), gsyncd cleanup-mounts
 == still missing (later issues)
-   - gfid-conflict resolution, the failure ledger, the tar engine
+   - the failure ledger, the tar engine
    - 'gsyncd create', 'gsyncd status' and packages
 
 Remove everything with: $0 --down

@@ -218,7 +218,18 @@ fn replicated(fx: &Fixture) {
         fs::rename(m.join(format!("r/a/f{i}")), m.join(format!("r/a/b/g{i}"))).unwrap();
     }
     write(&m.join("r/new"), b"live");
+    fs::create_dir(m.join("r/gone-dir")).unwrap();
     converge(&p, &s, &sess, &mut child, Duration::from_secs(90));
+
+    // Conflicts, resolved with the primary as the truth: a name on the
+    // secondary with a GFID the primary does not know, and a parent missing
+    // on the secondary.
+    write(&s.mount.join("r/clash"), b"made on the secondary");
+    fs::remove_dir(s.mount.join("r/gone-dir")).unwrap();
+    write(&m.join("r/clash"), b"made on the primary");
+    write(&m.join("r/gone-dir/file"), b"in a directory the secondary lost");
+    converge(&p, &s, &sess, &mut child, Duration::from_secs(90));
+    assert!(sess.log_text().contains("gfid conflicts resolved"), "{}", sess.log_text());
 
     // The Active brick of the first set dies: its replica takes over.
     let pid = brick_pid(&p.name, &p.bricks[0]);

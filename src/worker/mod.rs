@@ -20,12 +20,16 @@
 //! brick goes down (checked every `replica-failover-interval`, at least 2 s).
 //! The rule is per brick, not per node as the reference's node-uuid rule.
 //!
+//! Entry failures go through gfid-conflict resolution with the primary as
+//! the truth ([`conflicts`]).
+//!
 //! Not yet here (still open in the issue): an Active worker giving way
-//! when a lower brick returns, gfid-conflict resolution (failures are
-//! logged), the failure ledger (a batch whose data cannot be made to arrive
+//! when a lower brick returns, the failure ledger (entry failures that no
+//! fix resolves are logged; a batch whose data cannot be made to arrive
 //! stops the worker, so stime never passes it), the tar engine, crawl
 //! checkpoints and reconcile, status files.
 
+pub mod conflicts;
 pub mod data;
 pub mod settings;
 pub mod transport;
@@ -181,17 +185,24 @@ struct Replicator<'a> {
 }
 
 impl Replicator<'_> {
-    fn entry_phase(&self, entries: Vec<EntryOp>) -> anyhow::Result<()> {
+    fn entry_phase(&self, mut entries: Vec<EntryOp>) -> anyhow::Result<()> {
         if entries.is_empty() {
             return Ok(());
         }
         let n = entries.len();
-        let failures = self.client.entry_ops(entries).context("entry_ops")?;
+        let mut failures = self.client.entry_ops(entries.clone()).context("entry_ops")?;
+        if !failures.is_empty() {
+            info!(
+                failures = failures.len(),
+                "entry ops failed on the secondary; resolving with the primary as the truth"
+            );
+            failures = conflicts::resolve(self.client, &self.s.brick, &mut entries, failures).context("entry_ops")?;
+        }
         for f in &failures {
             warn!(
                 op = %f.entry.op, gfid = %f.entry.gfid, errno = f.errno,
                 entry = %String::from_utf8_lossy(&f.entry.entry), info = ?f.info,
-                "entry failed on the secondary"
+                "entry failed on the secondary and could not be fixed"
             );
         }
         debug!(entries = n, failures = failures.len(), "entry phase");

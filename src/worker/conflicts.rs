@@ -1,0 +1,206 @@
+//! GFID-conflict resolution with the primary as the truth (reference §6.9,
+//! `fix_possible_entry_failures` and its two loops): for each failure the
+//! secondary reported, an operation that removes the cause is sent, then
+//! the batch is tried again, for a bounded number of rounds that stop as
+//! soon as a round changes nothing.
+//!
+//! - a name on the secondary that carries a GFID the primary does not have:
+//!   it goes (UNLINK or RMDIR with that GFID);
+//! - a name that the primary also gives the secondary's GFID: the op is
+//!   dropped (for a RENAME the source goes);
+//! - a directory the secondary has under another name: renamed to the
+//!   primary's name (from the brick's `.glusterfs` link);
+//! - any other file name in the way (a hard link or a rename missed): it goes;
+//! - ENOENT, a missing parent: the parent is made (MKDIR with its GFID,
+//!   name from the brick's `.glusterfs` link), or the op dropped if the
+//!   parent is gone on the primary too.
+
+use std::collections::HashSet;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use tracing::{debug, info, warn};
+
+use crate::gluster::uuid::{Gfid, Uuid};
+use crate::proto::rpc::{Client, ClientError, EntryFailure, EntryOp, Op};
+
+/// Rounds of fix-then-retry, as the reference's MAX_OE_RETRIES.
+const ROUNDS: usize = 10;
+
+fn on_primary(g: &Gfid) -> Option<std::fs::Metadata> {
+    std::fs::symlink_metadata(std::ffi::OsStr::new(&format!(".gfid/{g}"))).ok()
+}
+
+/// The GFID the primary mount gives a `.gfid/<pgfid>/<name>` path.
+fn primary_gfid(path: &[u8]) -> Option<Gfid> {
+    use std::os::unix::ffi::OsStrExt;
+    let v = xattr::get(std::ffi::OsStr::from_bytes(path), "glusterfs.gfid.string").ok().flatten()?;
+    Uuid::parse(v.strip_suffix(b"\0").unwrap_or(&v)).ok()
+}
+
+/// `.gfid/<pgfid>/<name>` of a directory, from the brick's `.glusterfs`
+/// symlink (`../../xx/yy/<pgfid>/<name>`).
+fn dir_entry(brick: &Path, g: &Gfid) -> Option<Vec<u8>> {
+    use std::os::unix::ffi::OsStrExt;
+    let s = g.to_string();
+    let t = std::fs::read_link(brick.join(".glusterfs").join(&s[0..2]).join(&s[2..4]).join(&s)).ok()?;
+    let t = t.as_os_str().as_bytes();
+    let mut parts = t.rsplit(|&b| b == b'/');
+    let (name, pg) = (parts.next()?, parts.next()?);
+    Uuid::parse(pg).ok()?;
+    Some([b".gfid/".as_slice(), pg, b"/", name].concat())
+}
+
+fn parent_of(entry: &[u8]) -> Option<Gfid> {
+    entry.split(|&b| b == b'/').nth(1).and_then(|g| Uuid::parse(g).ok())
+}
+
+/// One round: the operations that remove the causes of `failures`; marks
+/// the entries that are to be dropped.
+fn fixes(failures: &[EntryFailure], entries: &mut [EntryOp], brick: &Path) -> Vec<EntryOp> {
+    let mut fix = Vec::new();
+    let mut drop_gfids: HashSet<Gfid> = HashSet::new();
+    for f in failures {
+        let e = &f.entry;
+        let i = &f.info;
+        if i.gfid_mismatch || i.name_mismatch {
+            let pbname = match (&i.secondary_entry, i.name_mismatch, i.dst, &e.entry1) {
+                (Some(se), true, _, _) => se.clone(),
+                (_, _, true, Some(dst)) => dst.clone(),
+                _ => e.entry.clone(),
+            };
+            let Some(sg) = i.secondary_gfid else { continue };
+            match on_primary(&sg) {
+                None => {
+                    debug!(gfid = %sg, "not on the primary: removing it from the secondary");
+                    let op = if i.secondary_isdir { Op::Rmdir } else { Op::Unlink };
+                    fix.push(EntryOp::new(op, sg, pbname));
+                    drop_gfids.insert(sg);
+                    if e.op == Op::Rename && on_primary(&e.gfid).is_none() {
+                        drop_gfids.insert(e.gfid);
+                        fix.push(EntryOp::new(Op::Unlink, e.gfid, e.entry.clone()));
+                    }
+                }
+                Some(st) => {
+                    if primary_gfid(&pbname) == Some(sg) {
+                        // The primary has the same name with the same GFID.
+                        drop_gfids.insert(e.gfid);
+                        if e.op == Op::Rename {
+                            fix.push(EntryOp::new(Op::Unlink, e.gfid, e.entry.clone()));
+                        }
+                    } else if i.secondary_isdir {
+                        match dir_entry(brick, &sg) {
+                            Some(dst) if dst == pbname => {
+                                if let Some(x) = entries.get_mut(f.index as usize) {
+                                    x.skip = true;
+                                }
+                            }
+                            Some(dst) => {
+                                let mut r = EntryOp::new(Op::Rename, sg, pbname);
+                                r.entry1 = Some(dst);
+                                r.stat = Some(crate::proto::rpc::Stat {
+                                    uid: st.uid(),
+                                    gid: st.gid(),
+                                    mode: st.mode(),
+                                    ..Default::default()
+                                });
+                                fix.push(r);
+                            }
+                            None => warn!(gfid = %sg, "cannot find the directory's name on this brick"),
+                        }
+                    } else {
+                        fix.push(EntryOp::new(Op::Unlink, sg, pbname));
+                    }
+                }
+            }
+        } else if f.errno == nix::errno::Errno::ENOENT as i32 {
+            let pbname = if e.op == Op::Rename { e.entry1.clone().unwrap_or_default() } else { e.entry.clone() };
+            let Some(pg) = parent_of(&pbname) else { continue };
+            match on_primary(&pg) {
+                None => {
+                    if let Some(x) = entries.get_mut(f.index as usize) {
+                        x.skip = true;
+                    }
+                }
+                Some(st) => match dir_entry(brick, &pg) {
+                    Some(name) => {
+                        let mut m = EntryOp::new(Op::Mkdir, pg, name);
+                        (m.mode, m.uid, m.gid) = (st.mode(), st.uid(), st.gid());
+                        fix.push(m);
+                    }
+                    None => warn!(gfid = %pg, "cannot find the missing parent's name on this brick"),
+                },
+            }
+        }
+    }
+    for e in entries.iter_mut() {
+        if matches!(e.op, Op::Mkdir | Op::Mknod | Op::Create | Op::Rename) && drop_gfids.contains(&e.gfid) {
+            e.skip = true;
+        }
+    }
+    fix
+}
+
+/// Resolves what can be resolved; returns the failures that remain.
+pub fn resolve(
+    client: &Client,
+    brick: &Path,
+    entries: &mut [EntryOp],
+    mut failures: Vec<EntryFailure>,
+) -> Result<Vec<EntryFailure>, ClientError> {
+    let mut last = (usize::MAX, usize::MAX);
+    for round in 1..=ROUNDS {
+        if failures.is_empty() {
+            break;
+        }
+        let mut batch = entries.to_vec();
+        let fix = fixes(&failures, &mut batch, brick);
+        for (x, y) in entries.iter_mut().zip(&batch) {
+            x.skip |= y.skip;
+        }
+        // Send the fixes, and fix what they run into, a bounded number of times.
+        let mut sent = fix;
+        for _ in 0..ROUNDS {
+            if sent.is_empty() {
+                break;
+            }
+            debug!(ops = sent.len(), round, "fixing gfid conflicts");
+            let pending = client.entry_ops(sent.clone())?;
+            if pending.is_empty() {
+                break;
+            }
+            sent = fixes(&pending, &mut sent.clone(), brick);
+        }
+        failures = client.entry_ops(entries.to_vec())?;
+        if failures.is_empty() {
+            info!(round, "gfid conflicts resolved");
+            break;
+        }
+        let now = (failures.len(), entries.iter().filter(|e| e.skip).count());
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    Ok(failures)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parents_and_directory_names() {
+        let g = Uuid::parse_str("0b99ef11-4b79-4cd0-9730-b5a0e8c4a8c0").unwrap();
+        let e = [b".gfid/".as_slice(), g.to_string().as_bytes(), b"/name"].concat();
+        assert_eq!(parent_of(&e), Some(g));
+        assert_eq!(parent_of(b"nothing"), None);
+        let brick = tempfile::tempdir().unwrap();
+        let d = g.to_string();
+        let at = brick.path().join(".glusterfs").join(&d[0..2]).join(&d[2..4]);
+        std::fs::create_dir_all(&at).unwrap();
+        std::os::unix::fs::symlink("../../00/00/00000000-0000-0000-0000-000000000001/top dir", at.join(&d)).unwrap();
+        assert_eq!(dir_entry(brick.path(), &g), Some(b".gfid/00000000-0000-0000-0000-000000000001/top dir".to_vec()));
+        assert_eq!(dir_entry(brick.path(), &Uuid::ROOT), None);
+    }
+}

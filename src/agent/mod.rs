@@ -27,7 +27,7 @@ use crate::gluster::changelog::Reader;
 use crate::gluster::htime::{ChangelogDir, History, HtimeEntry, HtimeError, HtimeTail};
 use crate::proto::Role;
 use crate::proto::changelog::{Changelog, HistoryAnswer, MAX_FEED_FRAME, ToAgent, ToWorker, WINDOW};
-use crate::proto::ctl::{Link, MAX_CTL_FRAME, ToChild, ToSupervisor};
+use crate::proto::ctl::{Link, ToSupervisor};
 
 /// How often the index is read when no notification comes.
 pub const POLL: Duration = Duration::from_secs(1);
@@ -187,37 +187,8 @@ pub fn run(_config_dir: &Path, args: &BrickArgs) -> anyhow::Result<()> {
     let feed = crate::proto::changelog::connect(Role::Agent)?;
     let dir = ChangelogDir::new(&args.brick);
     let (tx, rx) = mpsc::channel();
-    {
-        let mut r = link.try_clone_reader()?;
-        let tx = tx.clone();
-        std::thread::Builder::new().name("ctl".into()).spawn(move || {
-            loop {
-                match crate::proto::recv::<ToChild>(&mut r, MAX_CTL_FRAME, "supervisor") {
-                    Ok(Some(ToChild::Shutdown)) | Ok(None) | Err(_) => break,
-                    Ok(Some(_)) => {}
-                }
-            }
-            let _ = tx.send(Ev::Stop);
-        })?;
-    }
-    {
-        let mut r = feed.try_clone()?;
-        let tx = tx.clone();
-        std::thread::Builder::new().name("worker".into()).spawn(move || {
-            let why = loop {
-                match crate::proto::recv::<ToAgent>(&mut r, MAX_FEED_FRAME, "worker") {
-                    Ok(Some(m)) => {
-                        if tx.send(Ev::Req(m)).is_err() {
-                            return;
-                        }
-                    }
-                    Ok(None) => break "closed the channel".to_owned(),
-                    Err(e) => break e.to_string(),
-                }
-            };
-            let _ = tx.send(Ev::WorkerGone(why));
-        })?;
-    }
+    link.spawn_stop_watch(tx.clone(), Ev::Stop)?;
+    crate::proto::spawn_reader("worker", feed.try_clone()?, MAX_FEED_FRAME, tx.clone(), Ev::Req, Ev::WorkerGone)?;
     // Shutdown and SIGTERM come together from the supervisor.
     crate::sys::forward_termination(tx.clone(), Ev::Stop)?;
     {

@@ -40,34 +40,30 @@ pub fn local_node_uuid(glusterd_workdir: &Path) -> Result<Uuid, GlusterCliError>
         .ok_or(GlusterCliError::NoUuidLine(path))
 }
 
-/// `<bin> <cli options> --mode=script --xml volume info <volume>`.
-pub fn volume_info(bin: &Path, cli_options: &[&str], volume: &str) -> Result<Volume, GlusterCliError> {
+/// Runs `<bin> <cli options> --mode=script --xml volume <what> <volume>`
+/// and returns its XML (a failure that still printed XML is left to the
+/// parser, which reports glusterd's own error).
+fn volume_xml(bin: &Path, cli_options: &[&str], what: &str, volume: &str) -> Result<String, GlusterCliError> {
     let mut cmd = Command::new(bin);
-    cmd.args(cli_options).args(["--mode=script", "--xml", "volume", "info", volume]);
-    let shown = format!("{} --xml volume info {volume}", bin.display());
+    cmd.args(cli_options).args(["--mode=script", "--xml", "volume", what, volume]);
+    let shown = format!("{} --xml volume {what} {volume}", bin.display());
     let out = cmd.output().map_err(|source| GlusterCliError::Run { cmd: shown.clone(), source })?;
-    let xml = String::from_utf8_lossy(&out.stdout);
+    let xml = String::from_utf8_lossy(&out.stdout).into_owned();
     if !out.status.success() && !xml.contains("<cliOutput>") {
         return Err(GlusterCliError::Failed {
             cmd: shown,
             output: format!("{}{}", xml.trim(), String::from_utf8_lossy(&out.stderr).trim()),
         });
     }
-    Ok(volinfo::parse_one(&xml, volume)?)
+    Ok(xml)
+}
+
+/// `<bin> <cli options> --mode=script --xml volume info <volume>`.
+pub fn volume_info(bin: &Path, cli_options: &[&str], volume: &str) -> Result<Volume, GlusterCliError> {
+    Ok(volinfo::parse_one(&volume_xml(bin, cli_options, "info", volume)?, volume)?)
 }
 
 /// `<bin> <cli options> --mode=script --xml volume status <volume>`.
 pub fn volume_status(bin: &Path, cli_options: &[&str], volume: &str) -> Result<Vec<BrickStatus>, GlusterCliError> {
-    let mut cmd = Command::new(bin);
-    cmd.args(cli_options).args(["--mode=script", "--xml", "volume", "status", volume]);
-    let shown = format!("{} --xml volume status {volume}", bin.display());
-    let out = cmd.output().map_err(|source| GlusterCliError::Run { cmd: shown.clone(), source })?;
-    let xml = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() && !xml.contains("<cliOutput>") {
-        return Err(GlusterCliError::Failed {
-            cmd: shown,
-            output: format!("{}{}", xml.trim(), String::from_utf8_lossy(&out.stderr).trim()),
-        });
-    }
-    Ok(volinfo::parse_status(&xml)?)
+    Ok(volinfo::parse_status(&volume_xml(bin, cli_options, "status", volume)?)?)
 }

@@ -143,10 +143,8 @@ fn volume(v: roxmltree::Node<'_, '_>) -> Result<Volume, VolInfoError> {
     Ok(vol)
 }
 
-/// Parses the whole output of `gluster --xml volume info`.
-pub fn parse(xml: &str) -> Result<Vec<Volume>, VolInfoError> {
-    let doc = roxmltree::Document::parse(xml).map_err(|e| VolInfoError::Xml(e.to_string()))?;
-    let root = doc.root_element();
+/// The `<cliOutput>` envelope: glusterd's own error, if it reports one.
+fn check_ret(root: roxmltree::Node<'_, '_>) -> Result<(), VolInfoError> {
     if !root.has_tag_name("cliOutput") {
         return Err(VolInfoError::Missing("cliOutput".into()));
     }
@@ -158,6 +156,14 @@ pub fn parse(xml: &str) -> Result<Vec<Volume>, VolInfoError> {
             message: text(root, "opErrstr").unwrap_or_default(),
         });
     }
+    Ok(())
+}
+
+/// Parses the whole output of `gluster --xml volume info`.
+pub fn parse(xml: &str) -> Result<Vec<Volume>, VolInfoError> {
+    let doc = roxmltree::Document::parse(xml).map_err(|e| VolInfoError::Xml(e.to_string()))?;
+    let root = doc.root_element();
+    check_ret(root)?;
     let vols = child(root, "volInfo").ok_or_else(|| VolInfoError::Missing("volInfo".into()))?;
     let vols = child(vols, "volumes").ok_or_else(|| VolInfoError::Missing("volumes".into()))?;
     vols.children().filter(|c| c.has_tag_name("volume")).map(volume).collect()
@@ -180,15 +186,7 @@ pub struct BrickStatus {
 /// also lists, such as the self-heal daemon, are left out).
 pub fn parse_status(xml: &str) -> Result<Vec<BrickStatus>, VolInfoError> {
     let doc = roxmltree::Document::parse(xml).map_err(|e| VolInfoError::Xml(e.to_string()))?;
-    let root = doc.root_element();
-    let ret: i64 = number(root, "opRet")?;
-    if ret != 0 {
-        return Err(VolInfoError::Cli {
-            ret,
-            errno: number(root, "opErrno").unwrap_or(0),
-            message: text(root, "opErrstr").unwrap_or_default(),
-        });
-    }
+    check_ret(doc.root_element())?;
     let mut out = Vec::new();
     for node in doc.descendants().filter(|n| n.has_tag_name("node")) {
         let path = text(node, "path").unwrap_or_default();

@@ -122,6 +122,22 @@ impl Link {
         }
     }
 
+    /// Sends `stop` on `tx` from a thread when the supervisor asks this
+    /// child to stop or goes away (other messages are ignored).
+    pub fn spawn_stop_watch<E: Send + 'static>(&self, tx: std::sync::mpsc::Sender<E>, stop: E) -> std::io::Result<()> {
+        let mut r = self.try_clone_reader()?;
+        std::thread::Builder::new().name("ctl".into()).spawn(move || {
+            loop {
+                match super::recv::<ToChild>(&mut r, MAX_CTL_FRAME, "supervisor") {
+                    Ok(Some(ToChild::Shutdown)) | Ok(None) | Err(_) => break,
+                    Ok(Some(_)) => {}
+                }
+            }
+            let _ = tx.send(stop);
+        })?;
+        Ok(())
+    }
+
     /// A second reader of the channel, for a thread that waits for
     /// messages while the main thread works.
     pub fn try_clone_reader(&self) -> std::io::Result<std::os::unix::net::UnixStream> {

@@ -147,6 +147,39 @@ pub fn recv<T: DeserializeOwned>(r: &mut impl Read, max: usize, peer: &str) -> R
     }
 }
 
+/// Reads `T` messages from `stream` on a thread named `name`, handing each
+/// to the event channel as `wrap(msg)`, and `gone(reason)` once the stream
+/// ends or breaks (then the thread ends).
+pub fn spawn_reader<T, E>(
+    name: &str,
+    mut stream: impl Read + Send + 'static,
+    max: usize,
+    tx: std::sync::mpsc::Sender<E>,
+    wrap: impl Fn(T) -> E + Send + 'static,
+    gone: impl FnOnce(String) -> E + Send + 'static,
+) -> io::Result<()>
+where
+    T: DeserializeOwned,
+    E: Send + 'static,
+{
+    let peer = name.to_owned();
+    std::thread::Builder::new().name(name.to_owned()).spawn(move || {
+        let why = loop {
+            match recv::<T>(&mut stream, max, &peer) {
+                Ok(Some(m)) => {
+                    if tx.send(wrap(m)).is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => break "closed the channel".to_owned(),
+                Err(e) => break e.to_string(),
+            }
+        };
+        let _ = tx.send(gone(why));
+    })?;
+    Ok(())
+}
+
 /// Exchanges [`Hello`]s: sends ours, reads theirs, checks version and role.
 pub fn handshake<S: Read + Write>(s: &mut S, ours: Role, expect: Role, peer: &str) -> Result<Hello, ProtoError> {
     send(s, &Hello::new(ours), MAX_FRAME, peer)?;

@@ -55,7 +55,7 @@ use crate::gluster::uuid::{Gfid, Uuid};
 use crate::gluster::xattr::{XTime, keys};
 use crate::proto::Role;
 use crate::proto::changelog::{Changelog, MAX_FEED_FRAME, ToAgent, ToWorker};
-use crate::proto::ctl::{Link, MAX_CTL_FRAME, ToChild, ToSupervisor};
+use crate::proto::ctl::{Link, ToSupervisor};
 use crate::proto::rpc::{Client, EntryOp, MetaOp, Op, Stat, Time};
 use settings::Settings;
 
@@ -428,37 +428,8 @@ pub fn run(config_dir: &Path, args: &WorkerArgs) -> anyhow::Result<()> {
     info!(brick = %s.brick.display(), secondary = %s.remote(), volume = %s.secondary.volume, "worker ready");
 
     let (tx, rx) = mpsc::channel();
-    {
-        let mut r = link.try_clone_reader()?;
-        let tx = tx.clone();
-        std::thread::Builder::new().name("ctl".into()).spawn(move || {
-            loop {
-                match crate::proto::recv::<ToChild>(&mut r, MAX_CTL_FRAME, "supervisor") {
-                    Ok(Some(ToChild::Shutdown)) | Ok(None) | Err(_) => break,
-                    Ok(Some(_)) => {}
-                }
-            }
-            let _ = tx.send(Ev::Stop);
-        })?;
-    }
-    {
-        let mut r = feed.try_clone()?;
-        let tx = tx.clone();
-        std::thread::Builder::new().name("agent".into()).spawn(move || {
-            let why = loop {
-                match crate::proto::recv::<ToWorker>(&mut r, MAX_FEED_FRAME, "agent") {
-                    Ok(Some(m)) => {
-                        if tx.send(Ev::Feed(m)).is_err() {
-                            return;
-                        }
-                    }
-                    Ok(None) => break "closed the channel".to_owned(),
-                    Err(e) => break e.to_string(),
-                }
-            };
-            let _ = tx.send(Ev::AgentGone(why));
-        })?;
-    }
+    link.spawn_stop_watch(tx.clone(), Ev::Stop)?;
+    crate::proto::spawn_reader("agent", feed.try_clone()?, MAX_FEED_FRAME, tx.clone(), Ev::Feed, Ev::AgentGone)?;
     // The supervisor sends Shutdown and SIGTERM together: either ends the
     // worker between batches, cleanly (mount released).
     crate::sys::forward_termination(tx.clone(), Ev::Stop)?;

@@ -89,12 +89,22 @@ fn main() -> ExitCode {
     };
     let role = role_name(&cli.command);
     let session = session_of(&cli.command).map(str::to_owned);
+    // The session's log-level option, for the session's own processes (a
+    // file that does not load is reported by the role itself).
+    let configured: Option<String> = match &cli.command {
+        Command::Supervise(_) | Command::Monitor(_) | Command::Agent(_) | Command::Worker(_) => session
+            .as_deref()
+            .and_then(|s| gsyncd::config::Config::load(&cli.global.config_dir, s).ok())
+            .and_then(|c| gsyncd::config::schema::spec("log-level").map(|o| c.raw(o).to_string())),
+        _ => None,
+    };
     let settings = LogSettings {
         cli_level: cli.global.log_level,
         // Operator commands speak through stdout/stderr; their log is quiet
         // unless asked.
         session_level: match &cli.command {
             Command::Secondary(a) => a.secondary_log_level.as_deref(),
+            _ if configured.is_some() => configured.as_deref(),
             _ => matches!(role, "config" | "changelog").then_some("WARNING"),
         },
         target: cli.global.log_target,

@@ -38,8 +38,20 @@ struct Session {
 
 impl Session {
     fn new(fx: &Fixture, name: &str, p: &Volume, s: &Volume) -> Session {
+        Session::with(fx, name, p, s, false)
+    }
+
+    /// With `tar`, the tar engine (sync-method tarssh) instead of rsync.
+    fn with(fx: &Fixture, name: &str, p: &Volume, s: &Volume, tar: bool) -> Session {
         let dir = tempfile::tempdir().unwrap();
-        let text = format!("{}log-level = \"DEBUG\"\n", support::session_config(fx, p, s, dir.path()));
+        let mut text = format!("{}log-level = \"DEBUG\"\n", support::session_config(fx, p, s, dir.path()));
+        if tar {
+            let ssh_options = text.lines().find(|l| l.starts_with("ssh-options = ")).unwrap().to_owned();
+            text.push_str(&format!(
+                "sync-method = \"tarssh\"\n{}\n",
+                ssh_options.replacen("ssh-options", "ssh-options-tar", 1)
+            ));
+        }
         fs::write(dir.path().join(format!("{name}.toml")), text).unwrap();
         Session { dir, name: name.to_owned() }
     }
@@ -150,6 +162,7 @@ fn crawl_then_live(fx: &Fixture) {
     let log = sess.log_text();
     assert!(log.contains("hybrid crawl done"), "{log}");
     assert!(log.contains("batch synced"), "{log}");
+    assert!(log.contains("engine=\"rsync\""), "{log}");
 
     // Resume: changes while stopped arrive by history, with no crawl.
     fs::create_dir(m.join("while-stopped")).unwrap();
@@ -207,7 +220,8 @@ fn replicated(fx: &Fixture) {
         write(&m.join(format!("r/a/f{i}")), format!("file {i}").as_bytes());
     }
     symlink("a/f1", m.join("r/l")).unwrap();
-    let sess = Session::new(fx, "repl", &p, &s);
+    // This shape runs the tar engine; the one-brick test runs rsync.
+    let sess = Session::with(fx, "repl", &p, &s, true);
     let mut child = sess.start();
     converge(&p, &s, &sess, &mut child, Duration::from_secs(90));
     // One worker per replica set syncs; the other two are Passive.
@@ -230,6 +244,8 @@ fn replicated(fx: &Fixture) {
     write(&m.join("r/gone-dir/file"), b"in a directory the secondary lost");
     converge(&p, &s, &sess, &mut child, Duration::from_secs(90));
     assert!(sess.log_text().contains("gfid conflicts resolved"), "{}", sess.log_text());
+    assert!(sess.log_text().contains("engine=\"tar\""), "the tar engine was not used");
+    assert!(!sess.log_text().contains("engine=\"rsync\""));
 
     // The Active brick of the first set dies: its replica takes over.
     let pid = brick_pid(&p.name, &p.bricks[0]);

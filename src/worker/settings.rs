@@ -50,6 +50,10 @@ pub struct Settings {
     pub secondary_access_mount: bool,
     pub glusterd_workdir: PathBuf,
     pub failover_interval: Duration,
+    /// `sync-method = tarssh`: tar over ssh instead of rsync.
+    pub tarssh: bool,
+    pub tar_command: String,
+    pub ssh_options_tar: Vec<String>,
 }
 
 fn words(s: &str) -> Vec<String> {
@@ -116,6 +120,9 @@ impl Settings {
             secondary_access_mount: flag("secondary-access-mount"),
             glusterd_workdir: PathBuf::from(s("glusterd-workdir")),
             failover_interval: Duration::from_secs(u64::try_from(int("replica-failover-interval")).unwrap_or(1).max(1)),
+            tarssh: s("sync-method") == "tarssh",
+            tar_command: s("tar-command"),
+            ssh_options_tar: words(&s("ssh-options-tar")),
         })
     }
 
@@ -140,8 +147,13 @@ impl Settings {
 
     /// `ssh <options> -p PORT -oControlMaster=auto -S SOCKET` (no host).
     pub fn ssh_argv(&self) -> Vec<String> {
+        self.ssh_argv_with(&self.ssh_options)
+    }
+
+    /// The same with other options (`ssh-options-tar`).
+    pub fn ssh_argv_with(&self, options: &[String]) -> Vec<String> {
         let mut v = vec![self.ssh_command.clone()];
-        v.extend(self.ssh_options.iter().cloned());
+        v.extend(options.iter().cloned());
         v.extend([
             "-p".into(),
             self.ssh_port.to_string(),

@@ -181,12 +181,13 @@ cat <<EOF
 
 == what works in this version
    - replication of a brick: a crawl of what existed, then live changelog sync of entries
-     (by GFID), metadata and data (rsync, checked on arrival), progress (stime) on the brick
+     (by GFID), metadata and data (rsync or tar, checked on arrival), progress (stime) on the
+     brick; one Active worker per replica set; gfid conflicts resolved with the primary as truth
    - the secondary side: gsyncd secondary behind the ssh gate (man/gsyncd-secondary.8)
    - session configuration (gsyncd config ...), gsyncd changelog show, the supervisor with
      systemd notify/watchdog (units/gsyncd@.service), gsyncd cleanup-mounts
 == still missing (later issues)
-   - the failure ledger, the tar engine
+   - the failure ledger (entry failures no fix resolves are logged, not yet recorded)
    - 'gsyncd create', 'gsyncd status' and packages
 
 Remove everything with: $0 --down

@@ -10,7 +10,7 @@
 //! 3. without an stime on the brick root, crawls the brick (entries by GFID,
 //!    then metadata, then data) and sets stime to the crawl's start;
 //! 4. asks its agent for every changelog after the stime and replays each
-//!    batch: entry ops, metadata, data (rsync, checked over RPC), then
+//!    batch: entry ops, metadata, data (rsync or tar, checked over RPC), then
 //!    stime/entry_stime on the brick root exactly as the reference writes
 //!    them, then acknowledges the batch to the agent.
 //!
@@ -26,8 +26,8 @@
 //! Not yet here (still open in the issue): an Active worker giving way
 //! when a lower brick returns, the failure ledger (entry failures that no
 //! fix resolves are logged; a batch whose data cannot be made to arrive
-//! stops the worker, so stime never passes it), the tar engine, crawl
-//! checkpoints and reconcile, status files.
+//! stops the worker, so stime never passes it), crawl checkpoints and
+//! reconcile, status files.
 
 pub mod conflicts;
 pub mod data;

@@ -187,7 +187,6 @@ cat <<EOF
    - session configuration (gsyncd config ...), gsyncd changelog show, the supervisor with
      systemd notify/watchdog (units/gsyncd@.service), gsyncd cleanup-mounts
 == still missing (later issues)
-   - the failure ledger (entry failures no fix resolves are logged, not yet recorded)
    - 'gsyncd create', 'gsyncd status' and packages
 
 Remove everything with: $0 --down

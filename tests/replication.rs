@@ -118,6 +118,13 @@ fn crawl_then_live(fx: &Fixture) {
     std::os::unix::fs::chown(m.join("pre/a/b/c/deep"), Some(1234), Some(5678)).unwrap();
 
     let sess = Session::new(fx, "e2e", &p, &s);
+    // One attempt per batch: data that does not arrive goes to the failure
+    // ledger at once (exercised below with a file that keeps growing).
+    {
+        use std::io::Write;
+        let mut f = fs::OpenOptions::new().append(true).open(sess.dir.path().join("e2e.toml")).unwrap();
+        f.write_all(b"max-rsync-retries = 1\n").unwrap();
+    }
     let mut child = sess.start();
     converge(&p, &s, &sess, &mut child, Duration::from_secs(90));
 
@@ -196,10 +203,45 @@ fn crawl_then_live(fx: &Fixture) {
         }
     }
     converge(&p, &s, &sess, &mut child, Duration::from_secs(120));
+
+    // Failure ledger: a file that grows while it is sent does not arrive
+    // whole; it is recorded before stime moves, retried, and synced once it
+    // stops growing.
+    let grow = m.join("growing");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let grow = grow.clone();
+        let stop = std::sync::Arc::clone(&stop);
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut f = fs::File::create(&grow).unwrap();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                f.write_all(&[b'x'; 4096]).unwrap();
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !sess.log_text().contains("data did not arrive; recorded in the failure ledger") {
+        assert!(Instant::now() < deadline, "nothing was recorded:\n{}", sess.log_text());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    converge(&p, &s, &sess, &mut child, Duration::from_secs(120));
+    let v = xattr::get(&grow, "glusterfs.gfid.string").unwrap().unwrap();
+    let g = String::from_utf8_lossy(v.strip_suffix(b"\0").unwrap_or(&v)).into_owned();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !sess.log_text().lines().any(|l| l.contains("a failure ledger item is synced now") && l.contains(&g)) {
+        assert!(Instant::now() < deadline, "the ledger item was not retried:\n{}", sess.log_text());
+        std::thread::sleep(Duration::from_millis(200));
+    }
     kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
     let st = child.wait().unwrap();
     assert!(st.success(), "supervise: {st}\n{}", sess.log_text());
     assert!(support::cluster::mounts_under(&sess.dir.path().join("run")).is_empty());
+    let ledger = fs::read_dir(sess.dir.path().join("state/ledger")).unwrap().count();
+    assert_eq!(ledger, 1, "one ledger file for the brick");
 }
 
 /// The glusterfsd pid serving `brick` of `vol`.

@@ -32,7 +32,7 @@ fn on_primary(g: &Gfid) -> Option<std::fs::Metadata> {
 }
 
 /// The GFID the primary mount gives a `.gfid/<pgfid>/<name>` path.
-fn primary_gfid(path: &[u8]) -> Option<Gfid> {
+pub fn primary_gfid(path: &[u8]) -> Option<Gfid> {
     use std::os::unix::ffi::OsStrExt;
     let v = xattr::get(std::ffi::OsStr::from_bytes(path), "glusterfs.gfid.string").ok().flatten()?;
     Uuid::parse(v.strip_suffix(b"\0").unwrap_or(&v)).ok()
@@ -49,6 +49,18 @@ fn dir_entry(brick: &Path, g: &Gfid) -> Option<Vec<u8>> {
     let (name, pg) = (parts.next()?, parts.next()?);
     Uuid::parse(pg).ok()?;
     Some([b".gfid/".as_slice(), pg, b"/", name].concat())
+}
+
+/// Whether an entry op still describes the primary: what it creates is
+/// still there under that name, what it removes is not. A failed op that
+/// no longer does was superseded by later ones and needs no retry (a
+/// retry out of order could bring back what the primary deleted since).
+pub fn still_relevant(e: &EntryOp) -> bool {
+    match e.op {
+        Op::Create | Op::Mknod | Op::Mkdir | Op::Symlink | Op::Link => primary_gfid(&e.entry) == Some(e.gfid),
+        Op::Rename => e.entry1.as_deref().is_some_and(|d| primary_gfid(d) == Some(e.gfid)),
+        Op::Unlink | Op::Rmdir => primary_gfid(&e.entry) != Some(e.gfid),
+    }
 }
 
 fn parent_of(entry: &[u8]) -> Option<Gfid> {

@@ -25,8 +25,6 @@ pub enum DataError {
     Fatal { code: i32, stderr: String },
     #[error(transparent)]
     Rpc(#[from] ClientError),
-    #[error("{count} files still differ on the secondary after {tries} attempts, e.g. {example}")]
-    Unsynced { count: usize, tries: u32, example: String },
 }
 
 fn gfid_path(g: &Gfid) -> String {
@@ -171,8 +169,9 @@ fn tar_once(s: &Settings, pid: u32, gfids: &[Gfid]) -> Result<bool, DataError> {
 }
 
 /// Sends the data of `gfids` and checks that it arrived; retries what did
-/// not, up to `max-rsync-retries` attempts.
-pub fn sync(s: &Settings, client: &Client, pid: u32, gfids: &[Gfid]) -> Result<(), DataError> {
+/// not, up to `max-rsync-retries` attempts. Returns the files that still
+/// differ on the secondary after the last attempt (for the failure ledger).
+pub fn sync(s: &Settings, client: &Client, pid: u32, gfids: &[Gfid]) -> Result<Vec<Gfid>, DataError> {
     let mut todo: Vec<Gfid> = gfids.to_vec();
     let mut tries = 0;
     while !todo.is_empty() {
@@ -199,14 +198,11 @@ pub fn sync(s: &Settings, client: &Client, pid: u32, gfids: &[Gfid]) -> Result<(
                 _ => Some(*g),
             })
             .collect();
-        if differ.is_empty() {
-            return Ok(());
-        }
-        if tries >= s.max_rsync_retries {
-            return Err(DataError::Unsynced { count: differ.len(), tries, example: gfid_path(&differ[0]) });
+        if differ.is_empty() || tries >= s.max_rsync_retries {
+            return Ok(differ);
         }
         warn!(files = differ.len(), attempt = tries, "data did not arrive on the secondary; sending again");
         todo = differ;
     }
-    Ok(())
+    Ok(Vec::new())
 }

@@ -23,14 +23,18 @@
 //! Entry failures go through gfid-conflict resolution with the primary as
 //! the truth ([`conflicts`]).
 //!
+//! What still fails (entry ops no fix resolves, data that does not arrive
+//! after `max-rsync-retries`) goes into a durable failure ledger under the
+//! state directory before stime moves, and is retried with every batch
+//! ([`ledger`]).
+//!
 //! Not yet here (still open in the issue): an Active worker giving way
-//! when a lower brick returns, the failure ledger (entry failures that no
-//! fix resolves are logged; a batch whose data cannot be made to arrive
-//! stops the worker, so stime never passes it), crawl checkpoints and
-//! reconcile, status files.
+//! when a lower brick returns, crawl checkpoints and reconcile, status
+//! files and ledger commands.
 
 pub mod conflicts;
 pub mod data;
+pub mod ledger;
 pub mod settings;
 pub mod transport;
 
@@ -182,6 +186,7 @@ struct Replicator<'a> {
     pid: u32,
     prefix: String,
     link: &'a Link,
+    ledger: std::cell::RefCell<ledger::Ledger>,
 }
 
 impl Replicator<'_> {
@@ -198,11 +203,30 @@ impl Replicator<'_> {
             );
             failures = conflicts::resolve(self.client, &self.s.brick, &mut entries, failures).context("entry_ops")?;
         }
+        let mut l = self.ledger.borrow_mut();
         for f in &failures {
+            if !conflicts::still_relevant(&f.entry) {
+                debug!(op = %f.entry.op, gfid = %f.entry.gfid, "failed op superseded on the primary since; dropped");
+                continue;
+            }
             warn!(
                 op = %f.entry.op, gfid = %f.entry.gfid, errno = f.errno,
                 entry = %String::from_utf8_lossy(&f.entry.entry), info = ?f.info,
-                "entry failed on the secondary and could not be fixed"
+                "entry failed on the secondary and could not be fixed; recorded in the failure ledger"
+            );
+            l.record(
+                ledger::Item {
+                    gfid: f.entry.gfid,
+                    op: f.entry.op.name().to_owned(),
+                    path: f.entry.entry.escape_ascii().to_string(),
+                    errno: Some(f.errno),
+                    error: format!("{:?}", f.info),
+                    first_seen: 0,
+                    last_seen: 0,
+                    attempts: 0,
+                    kind: ledger::Kind::Entry(f.entry.clone()),
+                },
+                now(),
             );
         }
         debug!(entries = n, failures = failures.len(), "entry phase");
@@ -222,15 +246,47 @@ impl Replicator<'_> {
     }
 
     fn data_phase(&self, gfids: impl IntoIterator<Item = Gfid>) -> anyhow::Result<()> {
-        let files: Vec<Gfid> = gfids
-            .into_iter()
-            .filter(|g| std::fs::symlink_metadata(os(&gfid_path(g))).is_ok_and(|m| m.is_file()))
-            .collect();
+        let (files, gone): (Vec<Gfid>, Vec<Gfid>) =
+            gfids.into_iter().partition(|g| std::fs::symlink_metadata(os(&gfid_path(g))).is_ok_and(|m| m.is_file()));
+        // A ledger item for a file the primary no longer has is done with.
+        for g in gone {
+            self.ledger.borrow_mut().resolved(&g, "DATA", &format!(".gfid/{g}"));
+        }
         if files.is_empty() {
             return Ok(());
         }
-        data::sync(self.s, self.client, self.pid, &files).context("data")?;
-        debug!(files = files.len(), "data phase");
+        let unsynced = data::sync(self.s, self.client, self.pid, &files).context("data")?;
+        let mut l = self.ledger.borrow_mut();
+        for g in &files {
+            let path = format!(".gfid/{g}");
+            if unsynced.contains(g) {
+                warn!(gfid = %g, attempts = self.s.max_rsync_retries, "data did not arrive; recorded in the failure ledger");
+                let item = ledger::Item {
+                    gfid: *g,
+                    op: "DATA".into(),
+                    path,
+                    errno: None,
+                    error: "size differs on the secondary after the last attempt".into(),
+                    first_seen: 0,
+                    last_seen: 0,
+                    attempts: 0,
+                    kind: ledger::Kind::Data,
+                };
+                l.record(item, now());
+            } else if l.resolved(g, "DATA", &path) {
+                info!(gfid = %g, "a failure ledger item is synced now");
+            }
+        }
+        debug!(files = files.len(), unsynced = unsynced.len(), "data phase");
+        Ok(())
+    }
+
+    fn save_ledger(&self) -> anyhow::Result<()> {
+        let l = self.ledger.borrow();
+        l.save()?;
+        if !l.is_empty() {
+            warn!(items = l.len(), "the failure ledger holds items; they are retried with every batch");
+        }
         Ok(())
     }
 
@@ -273,10 +329,44 @@ impl Replicator<'_> {
             }
             w.add(&c.records, self.s);
         }
+        // The ledger's items are tried again first: entry ops that the
+        // primary still says, in their order; superseded ones are dropped.
+        let (retry_entries, retry_data): (Vec<(ledger::Item, EntryOp)>, Vec<Gfid>) = {
+            let l = self.ledger.borrow();
+            let e = l
+                .items()
+                .filter_map(|i| match &i.kind {
+                    ledger::Kind::Entry(op) => {
+                        let mut op = op.clone();
+                        op.skip = !conflicts::still_relevant(&op);
+                        Some((i.clone(), op))
+                    }
+                    ledger::Kind::Data => None,
+                })
+                .collect();
+            let d = l.items().filter(|i| i.kind == ledger::Kind::Data).map(|i| i.gfid).collect();
+            (e, d)
+        };
+        if !retry_entries.is_empty() {
+            let ops: Vec<EntryOp> = retry_entries.iter().map(|(_, op)| op.clone()).collect();
+            let failed = self.client.entry_ops(ops).context("entry_ops")?;
+            let mut l = self.ledger.borrow_mut();
+            for (n, (i, op)) in retry_entries.iter().enumerate() {
+                if failed.iter().any(|f| f.index as usize == n) && !op.skip {
+                    l.record(i.clone(), now());
+                } else if l.resolved(&i.gfid, &i.op, &i.path) {
+                    let how = if op.skip { "superseded on the primary" } else { "synced now" };
+                    info!(gfid = %i.gfid, op = %i.op, "a failure ledger item is {how}");
+                }
+            }
+        }
+        w.datas.extend(retry_data);
         let (entries, metas, datas) = (w.entries.len(), w.metas.len(), w.datas.len());
         self.entry_phase(w.entries)?;
         self.meta_phase(w.metas)?;
         self.data_phase(w.datas)?;
+        // Recorded durably before stime passes the failures.
+        self.save_ledger()?;
         if let Some(last) = changelogs.last() {
             self.set_stime(last.ts.saturating_sub(1))?;
             info!(changelogs = changelogs.len(), entries, metas, datas, stime = last.ts - 1, "batch synced");
@@ -362,6 +452,7 @@ impl Replicator<'_> {
         self.meta_phase(files.clone())?;
         self.data_phase(files)?;
         self.meta_phase(dirs.into_keys())?;
+        self.save_ledger()?;
         info!(entries = total, "hybrid crawl done");
         Ok(())
     }
@@ -435,7 +526,8 @@ pub fn run(config_dir: &Path, args: &WorkerArgs) -> anyhow::Result<()> {
     crate::sys::forward_termination(tx.clone(), Ev::Stop)?;
     drop(tx);
 
-    let r = Replicator { s: &s, client: &sec.client, pid: sec.pid, prefix, link: &link };
+    let ledger = std::cell::RefCell::new(ledger::Ledger::open(&s.state_dir, &s.brick)?);
+    let r = Replicator { s: &s, client: &sec.client, pid: sec.pid, prefix, link: &link, ledger };
     // Active/Passive: one worker per replica set syncs; the others follow
     // the cluster's stime so that a takeover resumes near where it was.
     let node = gcli::local_node_uuid(&s.glusterd_workdir).ok();

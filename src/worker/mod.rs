@@ -17,7 +17,8 @@
 //! Active/Passive: per replica set, the first brick (in volume order) that
 //! `gluster volume status` shows online syncs; the others are Passive, copy
 //! the cluster's stime onto their brick, and take over when the Active
-//! brick goes down (checked every `replica-failover-interval`, at least 2 s).
+//! brick goes down (checked every `replica-failover-interval`, at least every
+//! 10 s: `gluster volume status` takes glusterd's volume lock).
 //! The rule is per brick, not per node as the reference's node-uuid rule.
 //!
 //! Entry failures go through gfid-conflict resolution with the primary as
@@ -65,6 +66,9 @@ use settings::Settings;
 
 /// Entries per RPC call during a crawl.
 const CRAWL_BATCH: usize = 1000;
+
+/// How often a Passive worker asks glusterd whether to take over (at least).
+const PASSIVE_CHECK: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
@@ -549,7 +553,9 @@ pub fn run(config_dir: &Path, args: &WorkerArgs) -> anyhow::Result<()> {
         info!("Passive: another brick of this replica set syncs it");
         loop {
             r.follow_cluster_stime();
-            match rx.recv_timeout(s.failover_interval.max(std::time::Duration::from_secs(2))) {
+            // `gluster volume status` takes glusterd's volume lock: asking
+            // more often than every 10 s would get in administrators' way.
+            match rx.recv_timeout(s.failover_interval.max(PASSIVE_CHECK)) {
                 Ok(Ev::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => {
                     drop(sec);
                     let _ = mounted.release();

@@ -301,9 +301,19 @@ fn replicated(fx: &Fixture) {
         write(&m.join(format!("r/after-failover-{i}")), b"still replicated");
     }
     converge(&p, &s, &sess, &mut child, Duration::from_secs(90));
+
+    // The brick comes back: the replica that took over gives way again.
+    let _ = Command::new("gluster").args(["--mode=script", "volume", "start", &p.name, "force"]).output();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !sess.log_text().contains("giving way") {
+        assert!(Instant::now() < deadline, "the replica did not give way:\n{}", sess.log_text());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    for i in 0..10 {
+        write(&m.join(format!("r/after-return-{i}")), b"back");
+    }
+    converge(&p, &s, &sess, &mut child, Duration::from_secs(90));
     kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
     let st = child.wait().unwrap();
     assert!(st.success(), "supervise: {st}\n{}", sess.log_text());
-    // Bring the brick back for the teardown.
-    let _ = Command::new("gluster").args(["--mode=script", "volume", "start", &p.name, "force"]).output();
 }

@@ -17,8 +17,9 @@
 //! Active/Passive: per replica set, the first brick (in volume order) that
 //! `gluster volume status` shows online syncs; the others are Passive, copy
 //! the cluster's stime onto their brick, and take over when the Active
-//! brick goes down (checked every `replica-failover-interval`, at least every
-//! 10 s: `gluster volume status` takes glusterd's volume lock).
+//! brick goes down (checked every `replica-failover-interval`, but not more
+//! often than every 10 s: `gluster volume status` takes glusterd's volume
+//! lock).
 //! The rule is per brick, not per node as the reference's node-uuid rule.
 //!
 //! Entry failures go through gfid-conflict resolution with the primary as
@@ -29,9 +30,11 @@
 //! state directory before stime moves, and is retried with every batch
 //! ([`ledger`]).
 //!
-//! Not yet here (still open in the issue): an Active worker giving way
-//! when a lower brick returns, crawl checkpoints and reconcile, status
-//! files and ledger commands.
+//! An Active worker gives way again when a brick before it in its set is
+//! back online (checked as often).
+//!
+//! Not yet here (still open in the issue): crawl checkpoints and
+//! reconcile, status files and ledger commands.
 
 pub mod conflicts;
 pub mod data;
@@ -548,75 +551,86 @@ pub fn run(config_dir: &Path, args: &WorkerArgs) -> anyhow::Result<()> {
             true
         }
     };
-    if !active() {
-        link.send(&ToSupervisor::Phase("Passive".into()))?;
-        info!("Passive: another brick of this replica set syncs it");
-        loop {
-            r.follow_cluster_stime();
-            // `gluster volume status` takes glusterd's volume lock: asking
-            // more often than every 10 s would get in administrators' way.
-            match rx.recv_timeout(s.failover_interval.max(PASSIVE_CHECK)) {
-                Ok(Ev::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    drop(sec);
-                    let _ = mounted.release();
-                    return Ok(());
-                }
-                Ok(Ev::AgentGone(why)) => anyhow::bail!("the agent {why}"),
-                Ok(Ev::Feed(_)) | Err(mpsc::RecvTimeoutError::Timeout) => {}
-            }
-            if active() {
-                info!("Active: taking over this replica set");
-                break;
-            }
-        }
-    }
-    link.send(&ToSupervisor::Phase("Active".into()))?;
-    let start = match r.stime() {
-        Some(t) => {
-            info!(stime = t, "resuming from the brick's stime");
-            t
-        }
-        None => {
-            let t = now().saturating_sub(1);
-            r.crawl()?;
-            r.set_stime(t)?;
-            t
-        }
-    };
-    link.send(&ToSupervisor::Phase("changelog crawl".into()))?;
     let mut out = feed;
-    crate::proto::send(&mut out, &ToAgent::Feed { after: start }, MAX_FEED_FRAME, "agent")?;
-    loop {
-        let first = match rx.recv() {
-            Ok(Ev::Stop) | Err(_) => break,
-            Ok(Ev::AgentGone(why)) => anyhow::bail!("the agent {why}"),
-            Ok(Ev::Feed(m)) => m,
+    let check_every = s.failover_interval.max(PASSIVE_CHECK);
+    'roles: loop {
+        if !active() {
+            link.send(&ToSupervisor::Phase("Passive".into()))?;
+            info!("Passive: another brick of this replica set syncs it");
+            loop {
+                r.follow_cluster_stime();
+                // `gluster volume status` takes glusterd's volume lock: asking
+                // more often than every 10 s would get in administrators' way.
+                match rx.recv_timeout(check_every) {
+                    Ok(Ev::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => break 'roles,
+                    Ok(Ev::AgentGone(why)) => anyhow::bail!("the agent {why}"),
+                    // Changelogs of an earlier Active spell: not ours now.
+                    Ok(Ev::Feed(_)) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+                }
+                if active() {
+                    info!("Active: taking over this replica set");
+                    break;
+                }
+            }
+        }
+        link.send(&ToSupervisor::Phase("Active".into()))?;
+        let start = match r.stime() {
+            Some(t) => {
+                info!(stime = t, "resuming from the brick's stime");
+                t
+            }
+            None => {
+                let t = now().saturating_sub(1);
+                r.crawl()?;
+                r.set_stime(t)?;
+                t
+            }
         };
-        // Whatever else has arrived joins the batch.
-        let (mut batch, mut stop, mut gone) = (Vec::new(), false, None);
-        let mut next = Some(first);
-        while let Some(m) = next.take() {
-            match m {
-                ToWorker::Changelog(c) => batch.push(c),
-                ToWorker::Broken(why) => anyhow::bail!("the agent cannot feed changelogs: {why}"),
-                ToWorker::History(_) => {}
+        link.send(&ToSupervisor::Phase("changelog crawl".into()))?;
+        crate::proto::send(&mut out, &ToAgent::Feed { after: start }, MAX_FEED_FRAME, "agent")?;
+        let mut checked = std::time::Instant::now();
+        loop {
+            // Still the one to sync? A brick before this one in its replica
+            // set may be back.
+            if checked.elapsed() >= check_every {
+                checked = std::time::Instant::now();
+                if !active() {
+                    info!("a brick before this one in its replica set is back; giving way");
+                    continue 'roles;
+                }
             }
-            match rx.try_recv() {
-                Ok(Ev::Feed(m)) => next = Some(m),
-                Ok(Ev::Stop) => stop = true,
-                Ok(Ev::AgentGone(why)) => gone = Some(why),
-                Err(_) => {}
+            let first = match rx.recv_timeout(check_every) {
+                Ok(Ev::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => break 'roles,
+                Ok(Ev::AgentGone(why)) => anyhow::bail!("the agent {why}"),
+                Ok(Ev::Feed(m)) => m,
+                Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            };
+            // Whatever else has arrived joins the batch.
+            let (mut batch, mut stop, mut gone) = (Vec::new(), false, None);
+            let mut next = Some(first);
+            while let Some(m) = next.take() {
+                match m {
+                    ToWorker::Changelog(c) => batch.push(c),
+                    ToWorker::Broken(why) => anyhow::bail!("the agent cannot feed changelogs: {why}"),
+                    ToWorker::History(_) => {}
+                }
+                match rx.try_recv() {
+                    Ok(Ev::Feed(m)) => next = Some(m),
+                    Ok(Ev::Stop) => stop = true,
+                    Ok(Ev::AgentGone(why)) => gone = Some(why),
+                    Err(_) => {}
+                }
             }
-        }
-        r.batch(&batch)?;
-        if let Some(last) = batch.last() {
-            crate::proto::send(&mut out, &ToAgent::Ack { ts: last.ts }, MAX_FEED_FRAME, "agent")?;
-        }
-        if let Some(why) = gone {
-            anyhow::bail!("the agent {why}");
-        }
-        if stop {
-            break;
+            r.batch(&batch)?;
+            if let Some(last) = batch.last() {
+                crate::proto::send(&mut out, &ToAgent::Ack { ts: last.ts }, MAX_FEED_FRAME, "agent")?;
+            }
+            if let Some(why) = gone {
+                anyhow::bail!("the agent {why}");
+            }
+            if stop {
+                break 'roles;
+            }
         }
     }
     drop(sec);

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod cmd;
 pub mod config;
 pub mod exit;
+pub mod fsutil;
 pub mod gluster;
 pub mod log;
 pub mod monitor;

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use gsyncd::monitor::statusfile;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use support::cluster::{Shape, Volume};
@@ -76,6 +77,39 @@ impl Session {
     fn log_text(&self) -> String {
         fs::read_to_string(self.log()).unwrap_or_default()
     }
+
+    /// The brick's status file, as the monitor wrote it.
+    fn status(&self, brick: &Path) -> serde_json::Value {
+        let f = statusfile::brick_file(&self.dir.path().join("state"), brick.as_os_str().as_bytes());
+        fs::read(&f).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or(serde_json::Value::Null)
+    }
+
+    fn monitor_status(&self) -> String {
+        fs::read_to_string(self.dir.path().join("state/monitor.status")).unwrap_or_default()
+    }
+
+    /// Waits until the brick's status satisfies `f`.
+    fn wait_status(&self, brick: &Path, what: &str, f: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let st = self.status(brick);
+            if f(&st) {
+                return st;
+            }
+            assert!(Instant::now() < deadline, "status never showed {what}: {st}\n{}", self.log_text());
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
+    fn config_set(&self, name: &str, value: &str) {
+        let o = Command::new(env!("CARGO_BIN_EXE_gsyncd"))
+            .arg("--config-dir")
+            .arg(self.dir.path())
+            .args(["config", "set", &self.name, name, value])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "config set {name}: {}", String::from_utf8_lossy(&o.stderr));
+    }
 }
 
 /// Waits until the secondary's tree equals the primary's.
@@ -127,6 +161,21 @@ fn crawl_then_live(fx: &Fixture) {
     }
     let mut child = sess.start();
     converge(&p, &s, &sess, &mut child, Duration::from_secs(90));
+    // The status files: the reference's names and keys.
+    let b0 = &p.bricks[0];
+    let st = sess.wait_status(b0, "the live changelog crawl", |v| v["crawl_status"] == "Changelog Crawl");
+    assert_eq!(st["worker_status"], "Active", "{st}");
+    assert_eq!(st["secondary_node"], "127.0.0.1", "{st}");
+    assert!(st["last_synced"].as_u64().unwrap() > 1_700_000_000, "{st}");
+    assert_eq!(st["failures"], 0, "{st}");
+    assert_eq!(st["checkpoint_completed"], "N/A", "{st}");
+    assert_eq!(sess.monitor_status(), "Started");
+    // A checkpoint on an idle volume completes by itself (no touch needed):
+    // empty rollovers move stime.
+    sess.config_set("checkpoint", "now");
+    let st = sess.wait_status(b0, "the checkpoint completed", |v| v["checkpoint_completed"] == "Yes");
+    assert!(st["checkpoint_completion_time"].as_u64().unwrap() >= st["checkpoint_time"].as_u64().unwrap(), "{st}");
+    assert!(st["last_synced"].as_u64().unwrap() >= st["checkpoint_time"].as_u64().unwrap(), "{st}");
 
     // Live: every kind of change.
     fs::create_dir_all(m.join("live/x/y/z")).unwrap();
@@ -160,6 +209,7 @@ fn crawl_then_live(fx: &Fixture) {
     let st = child.wait().unwrap();
     assert!(st.success(), "supervise: {st}\n{}", sess.log_text());
     assert!(support::cluster::mounts_under(&sess.dir.path().join("run")).is_empty());
+    assert_eq!(sess.monitor_status(), "Stopped");
     let stimes: Vec<String> = xattr::list(&p.bricks[0])
         .unwrap()
         .map(|n| n.to_string_lossy().into_owned())
@@ -226,9 +276,23 @@ fn crawl_then_live(fx: &Fixture) {
         assert!(Instant::now() < deadline, "nothing was recorded:\n{}", sess.log_text());
         std::thread::sleep(Duration::from_millis(200));
     }
+    // The ledger shows in status, and holds a checkpoint back although
+    // stime passes it.
+    let before = sess.status(b0)["checkpoint_time"].as_u64().unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    sess.config_set("checkpoint", "now");
+    let cp =
+        sess.wait_status(b0, "the new checkpoint", |v| v["checkpoint_time"].as_u64() > Some(before))["checkpoint_time"]
+            .as_u64()
+            .unwrap();
+    let st = sess.wait_status(b0, "stime past the checkpoint", |v| v["last_synced"].as_u64() >= Some(cp));
+    assert!(st["failures"].as_u64().unwrap() >= 1, "{st}");
+    assert_eq!(st["checkpoint_completed"], "No", "an unsynced item older than the checkpoint: {st}");
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     writer.join().unwrap();
     converge(&p, &s, &sess, &mut child, Duration::from_secs(120));
+    let st = sess.wait_status(b0, "the checkpoint completed", |v| v["checkpoint_completed"] == "Yes");
+    assert_eq!(st["failures"], 0, "{st}");
     let v = xattr::get(&grow, "glusterfs.gfid.string").unwrap().unwrap();
     let g = String::from_utf8_lossy(v.strip_suffix(b"\0").unwrap_or(&v)).into_owned();
     let deadline = Instant::now() + Duration::from_secs(60);

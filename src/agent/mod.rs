@@ -32,6 +32,13 @@ use crate::proto::ctl::{Link, ToSupervisor};
 /// How often the index is read when no notification comes.
 pub const POLL: Duration = Duration::from_secs(1);
 
+/// Rollover period assumed until the index shows the real one.
+const DEFAULT_ROLLOVER: u64 = 15;
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
 /// A feed in progress.
 #[derive(Debug)]
 struct Feed {
@@ -49,11 +56,29 @@ pub struct Agent {
     feed: Option<Feed>,
     /// The index could not be read; said once until it can be again.
     index_warned: bool,
+    /// The newest rollover the index listed, and the shortest interval
+    /// between two listed rollovers (the rollover period, near enough).
+    last_index: u64,
+    rollover: Option<u64>,
+    /// When the changelog directory was last compared with the index.
+    last_check: u64,
+    /// The oldest changelog on disk the index has not delivered, while the
+    /// feed is stalled.
+    stalled: Option<u64>,
 }
 
 impl Agent {
     pub fn new(dir: ChangelogDir) -> Agent {
-        Agent { tail: HtimeTail::new(dir.clone()), dir, feed: None, index_warned: false }
+        Agent {
+            tail: HtimeTail::new(dir.clone()),
+            dir,
+            feed: None,
+            index_warned: false,
+            last_index: 0,
+            rollover: None,
+            last_check: 0,
+            stalled: None,
+        }
     }
 
     /// Handles a request; returns what to send.
@@ -91,11 +116,24 @@ impl Agent {
 
     /// Reads what the index added and sends what the window allows.
     pub fn pump(&mut self) -> Vec<ToWorker> {
+        self.pump_at(unix_now())
+    }
+
+    /// [`pump`](Agent::pump) at a given time (for tests).
+    pub fn pump_at(&mut self, now: u64) -> Vec<ToWorker> {
         let Some(f) = &mut self.feed else { return Vec::new() };
+        let mut out = Vec::new();
         match self.tail.poll() {
             Ok(new) => {
                 self.index_warned = false;
-                f.pending.extend(new.into_iter().filter(|e| e.ts > f.cursor));
+                for e in &new {
+                    if self.last_index != 0 && e.ts > self.last_index {
+                        let d = e.ts - self.last_index;
+                        self.rollover = Some(self.rollover.map_or(d, |r| r.min(d)));
+                    }
+                    self.last_index = self.last_index.max(e.ts);
+                }
+                enqueue(f, new);
             }
             Err(HtimeError::Io { path, source }) => {
                 if !self.index_warned {
@@ -109,7 +147,43 @@ impl Agent {
                 return vec![ToWorker::Broken(e.to_string())];
             }
         }
-        let mut out = Vec::new();
+        // The live feed must not stall silently: compare the changelog
+        // directory with what the index delivered, once a rollover period.
+        let rollover = self.rollover.unwrap_or(DEFAULT_ROLLOVER).max(1);
+        if now >= self.last_check + rollover || now < self.last_check {
+            self.last_check = now;
+            let known = f.cursor.max(f.pending.back().map_or(0, |e| e.ts));
+            let unlisted = self.dir.rolled_between(known, now.saturating_sub(3 * rollover));
+            match (unlisted.first().map(|e| e.ts), self.stalled) {
+                (None, Some(since)) => {
+                    info!(since, "the changelog feed caught up again");
+                    self.stalled = None;
+                    out.push(ToWorker::Stalled { since: 0 });
+                }
+                (None, None) => {}
+                (Some(oldest), None) => {
+                    warn!(
+                        oldest,
+                        files = unlisted.len(),
+                        "the changelog feed is stalled: the brick holds changelogs older than three rollover periods that the index did not deliver; reading the index again"
+                    );
+                    self.stalled = Some(oldest);
+                    out.push(ToWorker::Stalled { since: oldest });
+                    self.tail = HtimeTail::new(self.dir.clone());
+                    if let Ok(all) = self.tail.poll() {
+                        enqueue(f, all);
+                    }
+                }
+                (Some(oldest), Some(_)) => {
+                    warn!(
+                        oldest,
+                        files = unlisted.len(),
+                        "the index still does not list them; feeding them from the changelog directory"
+                    );
+                    enqueue(f, unlisted);
+                }
+            }
+        }
         while f.inflight.len() < WINDOW {
             let Some(e) = f.pending.pop_front() else { break };
             let msg = match read(&self.dir, &e) {
@@ -126,6 +200,16 @@ impl Agent {
             out.push(ToWorker::Changelog(msg));
         }
         out
+    }
+}
+
+/// Queues entries after the last one queued or sent (the index and the
+/// directory may both name a changelog).
+fn enqueue(f: &mut Feed, entries: Vec<HtimeEntry>) {
+    for e in entries {
+        if e.ts > f.cursor.max(f.pending.back().map_or(0, |p| p.ts)) {
+            f.pending.push_back(e);
+        }
     }
 }
 
@@ -243,6 +327,18 @@ mod tests {
         /// Rolls over a changelog with `n` data records at `ts` (listed in
         /// HTIME file `htime`), or an empty one.
         fn roll(&self, htime: u64, ts: u64, n: u8) {
+            let path = self.write(ts, n);
+            let mut f = fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.root().join(format!("htime/HTIME.{htime}")))
+                .unwrap();
+            f.write_all(path.as_os_str().as_encoded_bytes()).unwrap();
+            f.write_all(b"\0").unwrap();
+        }
+
+        /// A rolled-over changelog file, not (yet) in the index.
+        fn write(&self, ts: u64, n: u8) -> std::path::PathBuf {
             let (y, m, d) = crate::gluster::htime::civil_from_days(ts / 86_400);
             let ddir = self.root().join(format!("{y:04}/{m:02}/{d:02}"));
             fs::create_dir_all(&ddir).unwrap();
@@ -271,13 +367,10 @@ mod tests {
                 fs::write(&p, b).unwrap();
                 p
             };
-            let mut f = fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(self.root().join(format!("htime/HTIME.{htime}")))
-                .unwrap();
-            f.write_all(path.as_os_str().as_encoded_bytes()).unwrap();
-            f.write_all(b"\0").unwrap();
+            if n == 0 {
+                fs::write(&path, b"").unwrap();
+            }
+            path
         }
     }
 
@@ -345,6 +438,35 @@ mod tests {
         fs::write(b.root().join(format!("{y:04}/{m:02}/{d:02}/CHANGELOG.1045")), b"garbage\n").unwrap();
         let out = a.handle(ToAgent::Feed { after: 1030 });
         assert!(matches!(&out[0], ToWorker::Broken(why) if why.contains("CHANGELOG.1045")), "{out:?}");
+    }
+
+    #[test]
+    fn a_stalled_index_is_reported_and_recovered_from_the_directory() {
+        let b = Brick::new();
+        for i in 0..4 {
+            b.roll(1000, 1015 + i * 15, 1);
+        }
+        let mut a = Agent::new(ChangelogDir::new(b.dir.path()));
+        let fed = changelogs(&a.handle(ToAgent::Feed { after: 1000 }));
+        assert_eq!(fed.len(), 4);
+        a.handle(ToAgent::Ack { ts: 1060 });
+        // The translator wrote two more changelogs but the index never
+        // listed them.
+        b.write(1075, 1);
+        b.write(1090, 0);
+        // Within three rollover periods: not yet a stall.
+        assert!(a.pump_at(1100).is_empty());
+        // Later: reported, the index read again (still without them) ...
+        assert_eq!(a.pump_at(1200), [ToWorker::Stalled { since: 1075 }]);
+        // ... then fed from the directory, in order.
+        assert_eq!(changelogs(&a.pump_at(1215)), [(1075, 2, false), (1090, 0, false)]);
+        // Delivered: the stall is over.
+        assert_eq!(a.handle(ToAgent::Ack { ts: 1090 }), [ToWorker::Stalled { since: 0 }]);
+        // When the index lists them after all, nothing is fed twice.
+        b.roll(1000, 1075, 1);
+        b.roll(1000, 1090, 0);
+        b.roll(1000, 1105, 1);
+        assert_eq!(changelogs(&a.pump_at(1230)), [(1105, 2, false)]);
     }
 
     #[test]

@@ -3,9 +3,7 @@
 //! of any problem; edits keep comments, order and formatting (toml_edit) and
 //! replace the file atomically.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use toml_edit::{DocumentMut, Item, Key, Table};
@@ -209,28 +207,11 @@ impl SessionFile {
 
 /// Writes `path` atomically with the contents `data`.
 pub fn write_atomically(path: &Path, data: &[u8]) -> Result<(), ConfigError> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
-    let mode = fs::metadata(path).map(|m| m.permissions().mode() & 0o7777).unwrap_or(0o644);
-    let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)
-            .map_err(ConfigError::io("cannot create temporary file", &tmp))?;
-        f.set_permissions(fs::Permissions::from_mode(mode)).map_err(ConfigError::io("cannot set permissions", &tmp))?;
-        f.write_all(data).map_err(ConfigError::io("cannot write", &tmp))?;
-        f.sync_all().map_err(ConfigError::io("cannot fsync", &tmp))?;
-        fs::rename(&tmp, path).map_err(ConfigError::io("cannot rename temporary file over", path))?;
-        File::open(dir).and_then(|d| d.sync_all()).map_err(ConfigError::io("cannot fsync directory", dir))
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    crate::fsutil::write_atomically(path, data, 0o644).map_err(|e| ConfigError::Io {
+        op: e.op,
+        path: e.path,
+        source: e.source,
+    })
 }
 
 /// Renames `old` to `new` keeping the key's position and comments.
@@ -285,6 +266,7 @@ fn remove_keeping_paragraphs(doc: &mut DocumentMut, key: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     fn parse(text: &str) -> Result<SessionFile, ConfigError> {
         SessionFile::parse(Path::new("/etc/gsyncd/t.toml"), text.as_bytes().to_vec())

@@ -201,6 +201,44 @@ impl ChangelogDir {
             .into_iter()
             .find(|p| p.is_file())
     }
+
+    /// The rolled-over changelogs on disk with `after < ts < before`, oldest
+    /// first, found by listing the date directories (at most the last
+    /// three days before `before`) and the flat layout: the truth the index
+    /// should agree with. Names are `CHANGELOG.<ts>`, or `changelog.<ts>`
+    /// for an empty one; a file appears under its name only once renamed,
+    /// so a listed file is whole.
+    pub fn rolled_between(&self, after: u64, before: u64) -> Vec<HtimeEntry> {
+        use std::os::unix::ffi::OsStrExt;
+        let first_day = (after / 86_400).max((before / 86_400).saturating_sub(2));
+        let mut dirs: Vec<PathBuf> = (first_day..=before / 86_400)
+            .map(|day| {
+                let (y, m, d) = civil_from_days(day);
+                self.root.join(format!("{y:04}/{m:02}/{d:02}"))
+            })
+            .collect();
+        dirs.push(self.root.clone());
+        let mut out: Vec<HtimeEntry> = Vec::new();
+        for dir in dirs {
+            let Ok(rd) = fs::read_dir(&dir) else { continue };
+            for e in rd.flatten() {
+                let name = e.file_name();
+                let n = name.as_bytes();
+                let (empty, ts) = match (n.strip_prefix(b"CHANGELOG."), n.strip_prefix(b"changelog.")) {
+                    (Some(ts), _) => (false, ts),
+                    (_, Some(ts)) => (true, ts),
+                    _ => continue,
+                };
+                let Some(ts) = std::str::from_utf8(ts).ok().and_then(|t| t.parse::<u64>().ok()) else { continue };
+                if after < ts && ts < before {
+                    out.push(HtimeEntry { path: e.path().as_os_str().as_bytes().to_vec(), ts, empty });
+                }
+            }
+        }
+        out.sort_by_key(|e| e.ts);
+        out.dedup_by_key(|e| e.ts);
+        out
+    }
 }
 
 /// Follows a brick's HTIME index as the translator appends to it: each

@@ -1,7 +1,11 @@
 //! The monitor: reads this node's glusterd UUID and the primary volume's
 //! topology, and tells the supervisor which bricks need an agent and a
 //! worker here; plans again on request (SIGHUP) and when the bricks change.
-//! Active/Passive and secondary-node choice come with the replication issue.
+//! It also keeps the session's status files ([`statusfile`]): `monitor.status`
+//! and one `brick_<quoted path>.status` per brick, from the statuses the
+//! workers report (relayed by the supervisor).
+
+pub mod statusfile;
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -102,23 +106,38 @@ pub fn run(config_dir: &Path, args: &MonitorArgs) -> anyhow::Result<()> {
     std::thread::Builder::new().name("ctl".into()).spawn(move || {
         loop {
             let m = crate::proto::recv::<ToChild>(&mut reader, crate::proto::ctl::MAX_CTL_FRAME, "supervisor");
-            let stop = !matches!(m, Ok(Some(ToChild::Replan)) | Ok(Some(ToChild::Config { .. })));
+            let stop = !matches!(
+                m,
+                Ok(Some(ToChild::Replan)) | Ok(Some(ToChild::Config { .. })) | Ok(Some(ToChild::BrickStatus { .. }))
+            );
             if tx.send(m.ok().flatten()).is_err() || stop {
                 return;
             }
         }
     })?;
+    let mut files = StatusFiles::new(&cfg);
+    files.monitor("Started");
     let mut current = plan;
+    let mut next_plan = std::time::Instant::now() + REPLAN_EVERY;
     loop {
-        match rx.recv_timeout(REPLAN_EVERY) {
+        match rx.recv_timeout(next_plan.saturating_duration_since(std::time::Instant::now())) {
             Ok(Some(ToChild::Replan)) => {
                 if let Ok(c) = Config::load(config_dir, &args.session) {
                     cfg = c;
+                    files = StatusFiles { bricks: std::mem::take(&mut files.bricks), ..StatusFiles::new(&cfg) };
                 }
             }
+            Ok(Some(ToChild::BrickStatus { brick, status })) => {
+                files.brick(&brick, *status);
+                continue;
+            }
             Ok(Some(ToChild::Config { .. })) | Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Ok(Some(ToChild::Shutdown)) | Ok(None) | Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
+            Ok(Some(ToChild::Shutdown)) | Ok(None) | Err(mpsc::RecvTimeoutError::Disconnected) => {
+                files.monitor("Stopped");
+                return Ok(());
+            }
         }
+        next_plan = std::time::Instant::now() + REPLAN_EVERY;
         match make_plan(&cfg) {
             Ok(p) if p != current => {
                 info!(bricks = p.bricks.len(), "topology changed; new plan");
@@ -128,5 +147,49 @@ pub fn run(config_dir: &Path, args: &MonitorArgs) -> anyhow::Result<()> {
             Ok(_) => {}
             Err(e) => warn!(error = %e, "cannot read the topology; keeping the current plan"),
         }
+    }
+}
+
+/// The session's status files, and the last status of each brick.
+struct StatusFiles {
+    state_dir: PathBuf,
+    state_file: PathBuf,
+    bricks: std::collections::BTreeMap<Vec<u8>, crate::proto::status::BrickStatus>,
+}
+
+impl StatusFiles {
+    fn new(cfg: &Config) -> StatusFiles {
+        StatusFiles {
+            state_dir: PathBuf::from(opt(cfg, "state-dir")),
+            state_file: PathBuf::from(opt(cfg, "state-file")),
+            bricks: std::collections::BTreeMap::new(),
+        }
+    }
+
+    fn monitor(&self, word: &str) {
+        match statusfile::write_monitor(&self.state_file, word) {
+            Ok(()) => info!(status = word, file = %self.state_file.display(), "session status"),
+            Err(e) => warn!("cannot write the session status: {e}"),
+        }
+    }
+
+    fn brick(&mut self, brick: &[u8], mut st: crate::proto::status::BrickStatus) {
+        // A checkpoint completed before a worker restart keeps its time.
+        let old = match self.bricks.get(brick) {
+            Some(o) => Some(o.clone()),
+            None => statusfile::read_brick(&self.state_dir, brick),
+        };
+        if let Some(old) = old
+            && st.checkpoint_completed == "Yes"
+            && old.checkpoint_completed == "Yes"
+            && old.checkpoint_time == st.checkpoint_time
+            && old.checkpoint_completion_time != 0
+        {
+            st.checkpoint_completion_time = old.checkpoint_completion_time;
+        }
+        if let Err(e) = statusfile::write_brick(&self.state_dir, brick, &st) {
+            warn!(brick = %String::from_utf8_lossy(brick), "cannot write the brick status: {e}");
+        }
+        self.bricks.insert(brick.to_vec(), st);
     }
 }

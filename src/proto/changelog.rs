@@ -41,6 +41,13 @@ pub enum ToWorker {
     Changelog(Changelog),
     /// The agent cannot serve the brick's changelogs; the reason says why.
     Broken(String),
+    /// The brick holds changelogs (the oldest rolled over at `since`) that
+    /// the index did not deliver in three rollover periods: the agent
+    /// recovers by itself; the worker shows it in status. `since` 0: the
+    /// feed caught up again.
+    Stalled {
+        since: u64,
+    },
 }
 
 /// libgfchangelog's history outcomes, with what the worker needs of them.

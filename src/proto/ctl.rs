@@ -27,6 +27,8 @@ pub enum ToSupervisor {
     Plan(Plan),
     /// The child stops for a reason a restart will not cure (bad config).
     Fatal(String),
+    /// A worker's replication status (sent when it changes).
+    Status(Box<super::status::BrickStatus>),
 }
 
 /// Supervisor to child.
@@ -38,6 +40,8 @@ pub enum ToChild {
     Replan,
     /// Finish up and exit 0.
     Shutdown,
+    /// Monitor: a brick's status, to write to its status file.
+    BrickStatus { brick: Vec<u8>, status: Box<super::status::BrickStatus> },
 }
 
 /// What the monitor wants running on this node.

@@ -8,6 +8,7 @@
 pub mod changelog;
 pub mod ctl;
 pub mod rpc;
+pub mod status;
 
 use std::io::{self, Read, Write};
 

@@ -25,6 +25,7 @@ use tracing::{error, info, warn};
 use crate::cli::SuperviseArgs;
 use crate::config::{self, Config, OptionSpec, Value};
 use crate::proto::ctl::{self, Plan, PlannedBrick, ToChild, ToSupervisor};
+use crate::proto::status::{self, BrickStatus};
 use crate::proto::{self, Role};
 use backoff::Backoff;
 use pidfile::PidFile;
@@ -146,6 +147,9 @@ struct Unit {
     backoff: Backoff,
     started: Instant,
     restarts: u64,
+    /// A brick's last status (as its worker reported it, with what the
+    /// supervisor knows: restarts, the last failure).
+    status: BrickStatus,
 }
 
 /// Everything the main loop owns.
@@ -165,6 +169,10 @@ struct Supervisor {
     ready_sent: bool,
     status: String,
     stopping: bool,
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 fn notify(states: &[sd_notify::NotifyState<'_>]) {
@@ -212,6 +220,7 @@ impl Unit {
             backoff: Backoff::new(seed),
             started: Instant::now(),
             restarts: 0,
+            status: BrickStatus::default(),
         }
     }
     fn label(&self) -> String {
@@ -345,11 +354,19 @@ impl Supervisor {
         unit.procs = procs;
         unit.started = Instant::now();
         unit.state = State::Initializing;
+        // The reference's reset_on_worker_start.
+        unit.status.worker_status = status::INITIALIZING.into();
+        unit.status.crawl_status = status::NA.into();
+        unit.status.secondary_node = status::NA.into();
+        (unit.status.entry, unit.status.data, unit.status.meta) = (0, 0, 0);
         if let Some(e) = failed {
             error!(unit = %unit.label(), error = %format!("{:#}", anyhow::Error::from(e)), "cannot start");
             for p in unit.procs.values() {
                 let _ = kill(p.pid, Signal::SIGKILL);
             }
+        }
+        if let Some(b) = key {
+            self.relay_status(b);
         }
         if !self.ready_sent && key.is_some() {
             // Slow starts (mounts, ssh) may exceed TimeoutStartSec.
@@ -382,6 +399,7 @@ impl Supervisor {
         let Some(unit) = self.unit_mut(key.as_deref()) else { return };
         let Some(p) = unit.procs.get_mut(&kind) else { return };
         p.last_heartbeat = Instant::now();
+        let monitor_ready = kind == Kind::Monitor && msg == ToSupervisor::Ready;
         match msg {
             ToSupervisor::Heartbeat => {}
             ToSupervisor::Phase(ph) => {
@@ -401,8 +419,41 @@ impl Supervisor {
                 p.phase = format!("fatal: {reason}");
             }
             ToSupervisor::Plan(plan) => self.apply_plan(plan),
+            ToSupervisor::Status(st) => {
+                let old = std::mem::replace(&mut unit.status, *st);
+                // What the worker cannot know about itself.
+                unit.status.restarts = unit.restarts;
+                if unit.status.last_error.is_empty() {
+                    unit.status.last_error = old.last_error;
+                    unit.status.last_error_time = old.last_error_time;
+                    unit.status.failed_phase = old.failed_phase;
+                }
+                if let Some(b) = key {
+                    self.relay_status(&b);
+                }
+            }
+        }
+        if monitor_ready {
+            // A (re)started monitor learns every brick's status.
+            let keys: Vec<Vec<u8>> = self.bricks.keys().cloned().collect();
+            for b in keys {
+                self.relay_status(&b);
+            }
         }
         self.update_status();
+    }
+
+    /// Sends a brick's status to the monitor, which writes its file.
+    fn relay_status(&mut self, brick: &[u8]) {
+        let Some(u) = self.bricks.get_mut(brick) else { return };
+        u.status.restarts = u.restarts;
+        u.status.updated = unix_now();
+        let msg = ToChild::BrickStatus { brick: brick.to_vec(), status: Box::new(u.status.clone()) };
+        if let Some(p) = self.monitor.procs.get_mut(&Kind::Monitor)
+            && p.ready
+        {
+            let _ = proto::send(&mut p.ctl, &msg, ctl::MAX_CTL_FRAME, "monitor");
+        }
     }
 
     fn apply_plan(&mut self, plan: Plan) {
@@ -478,6 +529,16 @@ impl Supervisor {
         for (k, sib) in &unit.procs {
             info!(child = %k.label(), pid = sib.pid.as_raw(), "stopping sibling");
             let _ = kill(sib.pid, Signal::SIGTERM);
+        }
+        if let Some(b) = key {
+            let st = &mut unit.status;
+            st.worker_status = status::FAULTY.into();
+            st.crawl_status = status::NA.into();
+            (st.entry, st.data, st.meta) = (0, 0, 0);
+            st.last_error = format!("{} {status}", kind.label());
+            st.last_error_time = unix_now();
+            st.failed_phase.clone_from(&p.phase);
+            self.relay_status(&b);
         }
         self.update_status();
     }

@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -35,6 +34,12 @@ pub struct Item {
     pub first_seen: u64,
     pub last_seen: u64,
     pub attempts: u32,
+    /// A time before which the failed change was not made: the brick's
+    /// stime when its batch started (0 for a crawl). A checkpoint after it
+    /// is not complete while the item is here. Ledgers written before this
+    /// field existed read as 0 (older than any checkpoint).
+    #[serde(default)]
+    pub changed: u64,
     pub kind: Kind,
 }
 
@@ -99,6 +104,11 @@ impl Ledger {
         }
     }
 
+    /// The time of the oldest unsynced change, if any.
+    pub fn oldest_change(&self) -> Option<u64> {
+        self.items.values().map(|i| i.changed).min()
+    }
+
     /// Forgets an item that has been synced.
     pub fn resolved(&mut self, gfid: &Gfid, op: &str, path: &str) -> bool {
         self.items.remove(&(*gfid, op.to_owned(), path.to_owned())).is_some()
@@ -112,11 +122,7 @@ impl Ledger {
         fs::create_dir_all(dir).map_err(err)?;
         let items: Vec<&Item> = self.items.values().collect();
         let body = serde_json::to_vec_pretty(&items).map_err(|e| err(std::io::Error::other(e)))?;
-        let tmp = self.path.with_extension("json.tmp");
-        let mut f = fs::File::create(&tmp).map_err(err)?;
-        f.write_all(&body).and_then(|()| f.sync_all()).map_err(err)?;
-        fs::rename(&tmp, &self.path).map_err(err)?;
-        fs::File::open(dir).and_then(|d| d.sync_all()).map_err(err)
+        crate::fsutil::write_atomically(&self.path, &body, 0o600).map_err(|e| err(e.source))
     }
 }
 
@@ -136,6 +142,7 @@ mod tests {
             first_seen: 0,
             last_seen: 0,
             attempts: 0,
+            changed: 5,
             kind: Kind::Data,
         }
     }
@@ -157,6 +164,11 @@ mod tests {
         let first = l2.items().next().unwrap();
         assert_eq!((first.first_seen, first.last_seen, first.attempts), (100, 160, 2));
         assert!(l2.items().any(|i| i.kind == e.kind), "the entry op survives, bytes and all");
+        assert_eq!(l2.oldest_change(), Some(5));
+        // A ledger from before `changed` existed reads as the oldest.
+        let old = r#"[{"gfid":"01010101-0101-0101-0101-010101010101","op":"DATA","path":"p","errno":null,"error":"","first_seen":1,"last_seen":1,"attempts":1,"kind":"Data"}]"#;
+        fs::write(d.path().join("ledger/old.json"), old).unwrap();
+        assert_eq!(Ledger::open(d.path(), Path::new("/old")).unwrap().oldest_change(), Some(0));
         let mut l3 = l2;
         assert!(l3.resolved(&Uuid([1; 16]), "DATA", &item(1, "DATA").path));
         assert!(!l3.resolved(&Uuid([1; 16]), "DATA", "other"));

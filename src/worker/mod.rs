@@ -42,6 +42,7 @@ pub mod ledger;
 pub mod settings;
 pub mod transport;
 
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -65,6 +66,7 @@ use crate::proto::Role;
 use crate::proto::changelog::{Changelog, MAX_FEED_FRAME, ToAgent, ToWorker};
 use crate::proto::ctl::{Link, ToSupervisor};
 use crate::proto::rpc::{Client, EntryOp, MetaOp, Op, Stat, Time};
+use crate::proto::status::{self, BrickStatus};
 use settings::Settings;
 
 /// Entries per RPC call during a crawl.
@@ -193,10 +195,113 @@ struct Replicator<'a> {
     pid: u32,
     prefix: String,
     link: &'a Link,
-    ledger: std::cell::RefCell<ledger::Ledger>,
+    ledger: RefCell<ledger::Ledger>,
+    /// The stime when the current batch started (0 in a crawl): failures
+    /// of the batch were changed after it.
+    since: Cell<u64>,
+    /// What the monitor was last told, and what is true now.
+    sent: RefCell<Option<BrickStatus>>,
+    status: RefCell<BrickStatus>,
+    checkpoint: RefCell<Checkpoint>,
+}
+
+/// The `checkpoint` option, read again when the session file changes (no
+/// restart needed to set one).
+struct Checkpoint {
+    file: PathBuf,
+    config_dir: PathBuf,
+    session: String,
+    mtime: Option<SystemTime>,
+    value: u64,
+}
+
+impl Checkpoint {
+    fn current(&mut self) -> u64 {
+        let m = std::fs::metadata(&self.file).and_then(|m| m.modified()).ok();
+        if m != self.mtime {
+            self.mtime = m;
+            if let Ok(cfg) = Config::load(&self.config_dir, &self.session)
+                && let Some(spec) = crate::config::schema::spec("checkpoint")
+            {
+                let v = cfg.raw(spec).as_int().and_then(|v| u64::try_from(v).ok()).unwrap_or(0);
+                if v != self.value {
+                    info!(checkpoint = v, "checkpoint set");
+                }
+                self.value = v;
+            }
+        }
+        self.value
+    }
 }
 
 impl Replicator<'_> {
+    /// Tells the supervisor (and so the monitor's status file) when the
+    /// status changed.
+    fn report(&self) {
+        let now = self.status.borrow().clone();
+        let mut sent = self.sent.borrow_mut();
+        if sent.as_ref() != Some(&now) {
+            if let Err(e) = self.link.send(&ToSupervisor::Status(Box::new(now.clone()))) {
+                debug!("cannot send the status: {e}");
+            }
+            *sent = Some(now);
+        }
+    }
+
+    fn set_state(&self, worker: &str, crawl: &str) {
+        {
+            let mut st = self.status.borrow_mut();
+            worker.clone_into(&mut st.worker_status);
+            crawl.clone_into(&mut st.crawl_status);
+        }
+        self.progress();
+    }
+
+    /// Brings last-synced, failures and the checkpoint up to date, and
+    /// reports.
+    fn progress(&self) {
+        let stime = self.stime().unwrap_or(0);
+        let entry_stime = xattr::get(&self.s.brick, keys::entry_stime(&self.prefix))
+            .ok()
+            .flatten()
+            .and_then(|v| XTime::decode(&v).ok())
+            .map_or(0, |t| u64::from(t.sec));
+        let cp = self.checkpoint.borrow_mut().current();
+        let (items, oldest) = {
+            let l = self.ledger.borrow();
+            (l.len() as u64, l.oldest_change())
+        };
+        {
+            let mut st = self.status.borrow_mut();
+            st.last_synced = stime;
+            st.last_synced_entry = entry_stime;
+            st.failures = items;
+            let state = status::checkpoint_state(cp, stime, oldest);
+            if cp != st.checkpoint_time || state != st.checkpoint_completed {
+                if state == "Yes" {
+                    st.checkpoint_completion_time = now();
+                    info!(checkpoint = cp, stime, "checkpoint completed");
+                } else {
+                    st.checkpoint_completion_time = 0;
+                    if cp != 0 && stime >= cp {
+                        info!(checkpoint = cp, items, "checkpoint waits for failure ledger items older than it");
+                    }
+                }
+            }
+            st.checkpoint_time = cp;
+            state.clone_into(&mut st.checkpoint_completed);
+        }
+        self.report();
+    }
+
+    fn in_flight(&self, entry: usize, meta: usize, data: usize) {
+        {
+            let mut st = self.status.borrow_mut();
+            (st.entry, st.meta, st.data) = (entry as u64, meta as u64, data as u64);
+        }
+        self.report();
+    }
+
     fn entry_phase(&self, mut entries: Vec<EntryOp>) -> anyhow::Result<()> {
         if entries.is_empty() {
             return Ok(());
@@ -231,11 +336,13 @@ impl Replicator<'_> {
                     first_seen: 0,
                     last_seen: 0,
                     attempts: 0,
+                    changed: self.since.get(),
                     kind: ledger::Kind::Entry(f.entry.clone()),
                 },
                 now(),
             );
         }
+        self.status.borrow_mut().entry_ops += n as u64;
         debug!(entries = n, failures = failures.len(), "entry phase");
         Ok(())
     }
@@ -246,6 +353,7 @@ impl Replicator<'_> {
         if ops.is_empty() {
             return Ok(());
         }
+        self.status.borrow_mut().meta_ops += ops.len() as u64;
         for f in self.client.meta_ops(ops).context("meta_ops")? {
             warn!(gfid = %String::from_utf8_lossy(&f.op.go), errno = f.errno, step = ?f.step, "metadata failed on the secondary");
         }
@@ -253,8 +361,15 @@ impl Replicator<'_> {
     }
 
     fn data_phase(&self, gfids: impl IntoIterator<Item = Gfid>) -> anyhow::Result<()> {
+        let mut sizes: BTreeMap<Gfid, u64> = BTreeMap::new();
         let (files, gone): (Vec<Gfid>, Vec<Gfid>) =
-            gfids.into_iter().partition(|g| std::fs::symlink_metadata(os(&gfid_path(g))).is_ok_and(|m| m.is_file()));
+            gfids.into_iter().partition(|g| match std::fs::symlink_metadata(os(&gfid_path(g))) {
+                Ok(m) if m.is_file() => {
+                    sizes.insert(*g, m.size());
+                    true
+                }
+                _ => false,
+            });
         // A ledger item for a file the primary no longer has is done with.
         for g in gone {
             self.ledger.borrow_mut().resolved(&g, "DATA", &format!(".gfid/{g}"));
@@ -277,11 +392,17 @@ impl Replicator<'_> {
                     first_seen: 0,
                     last_seen: 0,
                     attempts: 0,
+                    changed: self.since.get(),
                     kind: ledger::Kind::Data,
                 };
                 l.record(item, now());
-            } else if l.resolved(g, "DATA", &path) {
-                info!(gfid = %g, "a failure ledger item is synced now");
+            } else {
+                let mut st = self.status.borrow_mut();
+                st.files_synced += 1;
+                st.bytes_synced += sizes.get(g).copied().unwrap_or(0);
+                if l.resolved(g, "DATA", &path) {
+                    info!(gfid = %g, "a failure ledger item is synced now");
+                }
             }
         }
         debug!(files = files.len(), unsynced = unsynced.len(), "data phase");
@@ -328,6 +449,7 @@ impl Replicator<'_> {
 
     /// Replays a batch of changelogs, then records progress.
     fn batch(&self, changelogs: &[Changelog]) -> anyhow::Result<()> {
+        self.since.set(self.stime().unwrap_or(0));
         let mut w = Work::default();
         for c in changelogs {
             if c.missing {
@@ -369,15 +491,24 @@ impl Replicator<'_> {
         }
         w.datas.extend(retry_data);
         let (entries, metas, datas) = (w.entries.len(), w.metas.len(), w.datas.len());
+        self.in_flight(entries, metas, datas);
         self.entry_phase(w.entries)?;
+        self.in_flight(0, metas, datas);
         self.meta_phase(w.metas)?;
+        self.in_flight(0, 0, datas);
         self.data_phase(w.datas)?;
         // Recorded durably before stime passes the failures.
         self.save_ledger()?;
         if let Some(last) = changelogs.last() {
             self.set_stime(last.ts.saturating_sub(1))?;
-            info!(changelogs = changelogs.len(), entries, metas, datas, stime = last.ts - 1, "batch synced");
+            if entries + metas + datas > 0 {
+                info!(changelogs = changelogs.len(), entries, metas, datas, stime = last.ts - 1, "batch synced");
+            } else {
+                debug!(changelogs = changelogs.len(), stime = last.ts - 1, "empty changelogs");
+            }
         }
+        self.in_flight(0, 0, 0);
+        self.progress();
         Ok(())
     }
 
@@ -385,6 +516,8 @@ impl Replicator<'_> {
     /// (directories last, so their times stay), then data.
     fn crawl(&self) -> anyhow::Result<()> {
         self.link.send(&ToSupervisor::Phase("hybrid crawl".into()))?;
+        self.since.set(0);
+        self.set_state(status::ACTIVE, status::HYBRID);
         let root = &self.s.brick;
         let mut stack: Vec<(PathBuf, Gfid)> = vec![(root.clone(), Uuid::ROOT)];
         let mut seen: HashSet<Gfid> = HashSet::new();
@@ -533,8 +666,26 @@ pub fn run(config_dir: &Path, args: &WorkerArgs) -> anyhow::Result<()> {
     crate::sys::forward_termination(tx.clone(), Ev::Stop)?;
     drop(tx);
 
-    let ledger = std::cell::RefCell::new(ledger::Ledger::open(&s.state_dir, &s.brick)?);
-    let r = Replicator { s: &s, client: &sec.client, pid: sec.pid, prefix, link: &link, ledger };
+    let ledger = RefCell::new(ledger::Ledger::open(&s.state_dir, &s.brick)?);
+    let checkpoint = Checkpoint {
+        file: crate::config::session_path(config_dir, session)?,
+        config_dir: config_dir.to_path_buf(),
+        session: session.clone(),
+        mtime: None,
+        value: 0,
+    };
+    let r = Replicator {
+        s: &s,
+        client: &sec.client,
+        pid: sec.pid,
+        prefix,
+        link: &link,
+        ledger,
+        since: Cell::new(0),
+        sent: RefCell::new(None),
+        status: RefCell::new(BrickStatus { secondary_node: s.secondary.host.clone(), ..BrickStatus::default() }),
+        checkpoint: RefCell::new(checkpoint),
+    };
     // Active/Passive: one worker per replica set syncs; the others follow
     // the cluster's stime so that a takeover resumes near where it was.
     let node = gcli::local_node_uuid(&s.glusterd_workdir).ok();
@@ -559,6 +710,7 @@ pub fn run(config_dir: &Path, args: &WorkerArgs) -> anyhow::Result<()> {
             info!("Passive: another brick of this replica set syncs it");
             loop {
                 r.follow_cluster_stime();
+                r.set_state(status::PASSIVE, status::NA);
                 // `gluster volume status` takes glusterd's volume lock: asking
                 // more often than every 10 s would get in administrators' way.
                 match rx.recv_timeout(check_every) {
@@ -583,11 +735,16 @@ pub fn run(config_dir: &Path, args: &WorkerArgs) -> anyhow::Result<()> {
                 let t = now().saturating_sub(1);
                 r.crawl()?;
                 r.set_stime(t)?;
+                r.progress();
                 t
             }
         };
         link.send(&ToSupervisor::Phase("changelog crawl".into()))?;
         crate::proto::send(&mut out, &ToAgent::Feed { after: start }, MAX_FEED_FRAME, "agent")?;
+        // History until the feed reaches the time it was asked for.
+        let live_from = now().saturating_sub(1);
+        let mut live = false;
+        r.set_state(status::ACTIVE, status::HISTORY);
         let mut checked = std::time::Instant::now();
         loop {
             // Still the one to sync? A brick before this one in its replica
@@ -613,6 +770,13 @@ pub fn run(config_dir: &Path, args: &WorkerArgs) -> anyhow::Result<()> {
                     ToWorker::Changelog(c) => batch.push(c),
                     ToWorker::Broken(why) => anyhow::bail!("the agent cannot feed changelogs: {why}"),
                     ToWorker::History(_) => {}
+                    ToWorker::Stalled { since } => {
+                        if since != 0 {
+                            warn!(since, "the live changelog feed is stalled; the agent is recovering it");
+                        }
+                        r.status.borrow_mut().feed_stalled_since = since;
+                        r.report();
+                    }
                 }
                 match rx.try_recv() {
                     Ok(Ev::Feed(m)) => next = Some(m),
@@ -622,6 +786,11 @@ pub fn run(config_dir: &Path, args: &WorkerArgs) -> anyhow::Result<()> {
                 }
             }
             r.batch(&batch)?;
+            if !live && batch.last().is_some_and(|c| c.ts >= live_from) {
+                live = true;
+                info!("history caught up; following the live changelog");
+                r.set_state(status::ACTIVE, status::CHANGELOG);
+            }
             if let Some(last) = batch.last() {
                 crate::proto::send(&mut out, &ToAgent::Ack { ts: last.ts }, MAX_FEED_FRAME, "agent")?;
             }

@@ -1,0 +1,70 @@
+//! Small filesystem helpers shared by every room that keeps durable files
+//! (session configs, failure ledgers, status files).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// A step of [`write_atomically`] failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{op} {}: {source}", .path.display())]
+pub struct AtomicWriteError {
+    pub op: &'static str,
+    pub path: PathBuf,
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// Replaces `path` with `data` so that a reader (or a crash) sees the old
+/// contents or the new, never a mix: a temporary file in the same
+/// directory, fsync, rename over, fsync of the directory. An existing
+/// file's mode is kept; a new file gets `new_mode`.
+pub fn write_atomically(path: &Path, data: &[u8], new_mode: u32) -> Result<(), AtomicWriteError> {
+    let err = |op: &'static str, p: &Path| {
+        let path = p.to_path_buf();
+        move |source| AtomicWriteError { op, path, source }
+    };
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+    let mode = fs::metadata(path).map(|m| m.permissions().mode() & 0o7777).unwrap_or(new_mode);
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)
+            .map_err(err("cannot create temporary file", &tmp))?;
+        f.set_permissions(fs::Permissions::from_mode(mode)).map_err(err("cannot set permissions", &tmp))?;
+        f.write_all(data).map_err(err("cannot write", &tmp))?;
+        f.sync_all().map_err(err("cannot fsync", &tmp))?;
+        fs::rename(&tmp, path).map_err(err("cannot rename temporary file over", path))?;
+        File::open(dir).and_then(|d| d.sync_all()).map_err(err("cannot fsync directory", dir))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replaces_and_keeps_mode() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f");
+        write_atomically(&p, b"one", 0o600).unwrap();
+        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o640)).unwrap();
+        write_atomically(&p, b"two", 0o600).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o640);
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1, "no temporary file left");
+        let e = write_atomically(&d.path().join("no/such/f"), b"x", 0o600).unwrap_err();
+        assert!(e.to_string().contains("cannot create temporary file"), "{e}");
+    }
+}

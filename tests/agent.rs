@@ -94,7 +94,7 @@ fn feed(fx: &Fixture) {
     send(&mut w, &ToAgent::History { start, end: now() }, MAX_FEED_FRAME, "agent").unwrap();
     match recv::<ToWorker>(&mut w, MAX_FEED_FRAME, "agent").unwrap() {
         Some(ToWorker::History(HistoryAnswer::Full { actual_end, changelogs }))
-        | Some(ToWorker::History(HistoryAnswer::Partial { actual_end, changelogs })) => {
+        | Some(ToWorker::History(HistoryAnswer::Partial { actual_end, changelogs, .. })) => {
             assert!(actual_end >= start, "{actual_end} < {start}");
             assert!(changelogs >= 1);
         }

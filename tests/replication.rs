@@ -28,6 +28,7 @@ fn main() {
         vec![
             trial("crawl_then_live_sync_through_the_gate", fx, crawl_then_live),
             trial("replica_sets_sync_once_each_and_fail_over", fx, replicated),
+            trial("xsync_crawl_checkpoint_reconcile_and_history_gap", fx, crawls),
         ]
     })
 }
@@ -109,6 +110,31 @@ impl Session {
             .output()
             .unwrap();
         assert!(o.status.success(), "config set {name}: {}", String::from_utf8_lossy(&o.stderr));
+    }
+}
+
+/// The pid of a running role process (`worker`, `agent`, ...) of a session.
+fn role_pid(sess: &Session, role: &str) -> Option<u32> {
+    fs::read_dir("/proc").unwrap().flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let cmd = fs::read(e.path().join("cmdline")).ok()?;
+        let args: Vec<&[u8]> = cmd.split(|&b| b == 0).collect();
+        (args.contains(&role.as_bytes()) && args.contains(&sess.name.as_bytes())).then_some(pid)
+    })
+}
+
+fn stop(sess: &Session, mut child: Child) {
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+    let st = child.wait().unwrap();
+    assert!(st.success(), "supervise: {st}\n{}", sess.log_text());
+    assert!(support::cluster::mounts_under(&sess.dir.path().join("run")).is_empty());
+}
+
+fn wait_log(sess: &Session, what: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while !sess.log_text().contains(what) {
+        assert!(Instant::now() < deadline, "the log never said {what:?}:\n{}", sess.log_text());
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
@@ -236,14 +262,7 @@ fn crawl_then_live(fx: &Fixture) {
 
     // Crash-only: SIGKILL the worker in the middle of a workload; the
     // supervisor restarts it and it resumes from stime, nothing lost.
-    let worker = || -> Option<u32> {
-        fs::read_dir("/proc").unwrap().flatten().find_map(|e| {
-            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
-            let cmd = fs::read(e.path().join("cmdline")).ok()?;
-            let args: Vec<&[u8]> = cmd.split(|&b| b == 0).collect();
-            (args.contains(&b"worker".as_slice()) && args.contains(&sess.name.as_bytes())).then_some(pid)
-        })
-    };
+    let worker = || role_pid(&sess, "worker");
     fs::create_dir(m.join("crash")).unwrap();
     for i in 0..1500 {
         write(&m.join(format!("crash/f{i}")), format!("{i}").as_bytes());
@@ -380,4 +399,88 @@ fn replicated(fx: &Fixture) {
     kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
     let st = child.wait().unwrap();
     assert!(st.success(), "supervise: {st}\n{}", sess.log_text());
+}
+
+/// change-detector = xsync; a crawl interrupted after its first checkpoint
+/// resumes; reconcile removes what the primary does not have; a gap in the
+/// changelog journal (changelog off and on while stopped) is crawled.
+fn crawls(fx: &Fixture) {
+    let p = fx.volume("crawl-p", support::cluster::Shape::Single, support::cluster::Side::Primary);
+    let s = fx.volume("crawl-s", support::cluster::Shape::Single, support::cluster::Side::Secondary);
+    let m = &p.mount;
+    // Enough entries for several crawl checkpoints (one per 1000).
+    for d in 0..30 {
+        fs::create_dir_all(m.join(format!("d{d}"))).unwrap();
+        for f in 0..100 {
+            write(&m.join(format!("d{d}/f{f}")), format!("{d}/{f}").as_bytes());
+        }
+    }
+    // What the secondary has and the primary does not.
+    fs::create_dir_all(s.mount.join("stale-dir/a/b")).unwrap();
+    write(&s.mount.join("stale-dir/a/b/x"), b"x");
+    write(&s.mount.join("stale-file"), b"stale");
+    symlink("stale-file", s.mount.join("stale-link")).unwrap();
+
+    let sess = Session::new(fx, "crawls", &p, &s);
+    {
+        use std::io::Write;
+        let mut f = fs::OpenOptions::new().append(true).open(sess.dir.path().join("crawls.toml")).unwrap();
+        f.write_all(b"change-detector = \"xsync\"\nchange-interval = 2\n").unwrap();
+    }
+    let mut child = sess.start();
+    // Killed after the first checkpoint, the crawl resumes from it.
+    let crawl_dir = sess.dir.path().join("state/crawl");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let done = fs::read_dir(&crawl_dir)
+            .ok()
+            .and_then(|mut rd| rd.next())
+            .and_then(|e| fs::read(e.unwrap().path()).ok())
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v["done"].as_array().map(Vec::len))
+            .unwrap_or(0);
+        if done > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no crawl checkpoint:\n{}", sess.log_text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let w = role_pid(&sess, "worker").expect("a running worker");
+    kill(Pid::from_raw(w as i32), Signal::SIGKILL).unwrap();
+    wait_log(&sess, "resuming an interrupted crawl", Duration::from_secs(60));
+    converge(&p, &s, &sess, &mut child, Duration::from_secs(120));
+    assert!(sess.log_text().contains("reconcile done"), "{}", sess.log_text());
+
+    // xsync keeps crawling: creates, renames and deletes arrive.
+    write(&m.join("new-file"), b"new");
+    fs::rename(m.join("d1/f1"), m.join("d2/moved")).unwrap();
+    fs::remove_file(m.join("d3/f3")).unwrap();
+    fs::remove_dir_all(m.join("d4")).unwrap();
+    fs::set_permissions(m.join("d5/f5"), fs::Permissions::from_mode(0o600)).unwrap();
+    converge(&p, &s, &sess, &mut child, Duration::from_secs(60));
+    let st = sess.status(&p.bricks[0]);
+    assert_eq!(st["crawl_status"], "Hybrid Crawl", "{st}");
+    stop(&sess, child);
+
+    // Changelog off and on while the session is stopped: the journal has a
+    // gap, which the (changelog-mode) worker crawls instead of skipping.
+    sess.config_set("change-detector", "changelog");
+    let g = |args: &[&str]| {
+        let o = Command::new("gluster").arg("--mode=script").args(args).output().unwrap();
+        assert!(o.status.success(), "gluster {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    };
+    std::thread::sleep(Duration::from_secs(4));
+    g(&["volume", "set", &p.name, "changelog.changelog", "off"]);
+    write(&m.join("during-the-gap"), b"not journaled");
+    fs::remove_file(m.join("d6/f6")).unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    g(&["volume", "set", &p.name, "changelog.changelog", "on"]);
+    std::thread::sleep(Duration::from_secs(4));
+    let mut child = sess.start();
+    converge(&p, &s, &sess, &mut child, Duration::from_secs(90));
+    wait_log(&sess, "does not cover everything since stime", Duration::from_secs(5));
+    // And then the live changelog again.
+    write(&m.join("after-the-gap"), b"journaled");
+    converge(&p, &s, &sess, &mut child, Duration::from_secs(60));
+    stop(&sess, child);
 }

@@ -85,14 +85,8 @@ impl Agent {
     pub fn handle(&mut self, req: ToAgent) -> Vec<ToWorker> {
         match req {
             ToAgent::History { start, end } => {
-                let answer = match self.dir.history(start, end) {
-                    Ok(History::Full { changelogs, actual_end }) => {
-                        HistoryAnswer::Full { actual_end, changelogs: count(&changelogs) }
-                    }
-                    Ok(History::Partial { changelogs, actual_end }) => {
-                        HistoryAnswer::Partial { actual_end, changelogs: count(&changelogs) }
-                    }
-                    Ok(History::NotAvailable { indexes, .. }) => HistoryAnswer::NotAvailable { indexes },
+                let answer = match self.dir.htime_files() {
+                    Ok(files) => history(&files, start, end),
                     Err(HtimeError::Io { .. }) => HistoryAnswer::NotAvailable { indexes: Vec::new() },
                     Err(e) => return vec![ToWorker::Broken(e.to_string())],
                 };
@@ -210,6 +204,33 @@ fn enqueue(f: &mut Feed, entries: Vec<HtimeEntry>) {
         if e.ts > f.cursor.max(f.pending.back().map_or(0, |p| p.ts)) {
             f.pending.push_back(e);
         }
+    }
+}
+
+/// libgfchangelog's answer for [start, end], with what a worker needs
+/// beyond it: whether a later index starts after the answer ends (a span
+/// without journal: changelog was off), and that a start at or after the
+/// newest rollover of the current index is covered (nothing is missing;
+/// live changelogs follow).
+fn history(files: &[crate::gluster::htime::HtimeFile], start: u64, end: u64) -> HistoryAnswer {
+    match crate::gluster::htime::select(files, start, end) {
+        // Within the reference's 20 s slack a later index can already
+        // exist: that is a gap too.
+        History::Full { changelogs, actual_end } if files.iter().any(|f| f.created > actual_end) => {
+            HistoryAnswer::Partial { actual_end, changelogs: count(&changelogs), gap: true }
+        }
+        History::Full { changelogs, actual_end } => HistoryAnswer::Full { actual_end, changelogs: count(&changelogs) },
+        History::Partial { changelogs, actual_end } => HistoryAnswer::Partial {
+            actual_end,
+            changelogs: count(&changelogs),
+            gap: files.iter().any(|f| f.created > actual_end),
+        },
+        History::NotAvailable { indexes, .. } => match files.iter().max_by_key(|f| f.created) {
+            Some(newest) if start >= newest.created && start >= newest.max_ts() => {
+                HistoryAnswer::Full { actual_end: start, changelogs: 0 }
+            }
+            _ => HistoryAnswer::NotAvailable { indexes },
+        },
     }
 }
 
@@ -467,6 +488,36 @@ mod tests {
         b.roll(1000, 1090, 0);
         b.roll(1000, 1105, 1);
         assert_eq!(changelogs(&a.pump_at(1230)), [(1105, 2, false)]);
+    }
+
+    #[test]
+    fn history_names_gaps_and_an_idle_tail() {
+        let b = Brick::new();
+        for i in 0..4 {
+            b.roll(1000, 1015 + i * 15, 1);
+        }
+        let mut a = Agent::new(ChangelogDir::new(b.dir.path()));
+        // Nothing rolled over after the start yet: covered, nothing missing.
+        assert_eq!(
+            a.handle(ToAgent::History { start: 1060, end: 1070 }),
+            [ToWorker::History(HistoryAnswer::Full { actual_end: 1060, changelogs: 0 })]
+        );
+        // Changelog off after 1060, on again at 1200: a new index; what
+        // happened in between is not journaled.
+        b.roll(1200, 1215, 1);
+        for end in [1070, 1300] {
+            assert!(
+                matches!(
+                    a.handle(ToAgent::History { start: 1020, end })[0],
+                    ToWorker::History(HistoryAnswer::Partial { gap: true, .. })
+                ),
+                "end {end}"
+            );
+        }
+        assert!(matches!(
+            a.handle(ToAgent::History { start: 1205, end: 1215 })[0],
+            ToWorker::History(HistoryAnswer::Full { .. })
+        ));
     }
 
     #[test]

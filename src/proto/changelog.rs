@@ -60,6 +60,9 @@ pub enum HistoryAnswer {
     Partial {
         actual_end: u64,
         changelogs: u32,
+        /// A later index starts after `actual_end`: changes in between
+        /// were not journaled, and the worker must crawl.
+        gap: bool,
     },
     /// No index covers the start: the worker must crawl. The spans of the
     /// indexes there are, for the log.

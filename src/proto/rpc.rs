@@ -53,6 +53,9 @@ pub enum Call {
     Lstat(Vec<Vec<u8>>),
     /// The secondary volume's id (half of the stime key) -> [`Answer::VolumeId`].
     VolumeId,
+    /// The entries of a directory, by its GFID -> [`Answer::Dir`] (for the
+    /// reconcile pass after a crawl).
+    ListDir(Gfid),
 }
 
 /// One answer to the worker.
@@ -64,7 +67,10 @@ pub struct Reply {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Answer {
-    Version { protocol: u32, package: String },
+    Version {
+        protocol: u32,
+        package: String,
+    },
     Pid(u32),
     KeepAlive(u64),
     EntryFailures(Vec<EntryFailure>),
@@ -72,6 +78,19 @@ pub enum Answer {
     Done,
     Lstat(Vec<Result<StatInfo, i32>>),
     VolumeId(crate::gluster::uuid::Uuid),
+    /// The directory's entries, or the errno that kept it from being read.
+    Dir(Result<Vec<DirEntry>, i32>),
+}
+
+/// One entry of a secondary directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirEntry {
+    pub name: Vec<u8>,
+    /// `None` when it could not be read (the entry vanished meanwhile).
+    pub gfid: Option<Gfid>,
+    /// `st_mode` (type bits included) and link count.
+    pub mode: u32,
+    pub nlink: u64,
 }
 
 /// A call that failed as a whole: an error the reference would have raised
@@ -304,6 +323,7 @@ fn answer_name(a: &Answer) -> &'static str {
         Answer::Done => "Done",
         Answer::Lstat(_) => "Lstat",
         Answer::VolumeId(_) => "VolumeId",
+        Answer::Dir(_) => "Dir",
     }
 }
 
@@ -440,6 +460,13 @@ impl Client {
         }
     }
 
+    pub fn list_dir(&self, dir: Gfid) -> Result<Result<Vec<DirEntry>, i32>, ClientError> {
+        match self.call(Call::ListDir(dir), None)? {
+            Answer::Dir(v) => Ok(v),
+            a => Err(ClientError::Unexpected { call: "ListDir", found: answer_name(&a) }),
+        }
+    }
+
     pub fn lstat(&self, paths: Vec<Vec<u8>>) -> Result<Vec<Result<StatInfo, i32>>, ClientError> {
         match self.call(Call::Lstat(paths), None)? {
             Answer::Lstat(v) => Ok(v),
@@ -458,6 +485,7 @@ pub fn call_name(c: &Call) -> &'static str {
         Call::SetAttr { .. } => "SetAttr",
         Call::Lstat(_) => "Lstat",
         Call::VolumeId => "VolumeId",
+        Call::ListDir(_) => "ListDir",
     }
 }
 

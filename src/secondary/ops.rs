@@ -43,7 +43,8 @@ use crate::gluster::newfile::{NewFile, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
 use crate::gluster::uuid::{Gfid, Uuid};
 use crate::gluster::xattr::{self as gx, keys};
 use crate::proto::rpc::{
-    EntryFailure, EntryOp, FailureInfo, MetaFailure, MetaOp, MetaStep, Op, RemoteError, SetAttrs, StatInfo, Time,
+    DirEntry, EntryFailure, EntryOp, FailureInfo, MetaFailure, MetaOp, MetaStep, Op, RemoteError, SetAttrs, StatInfo,
+    Time,
 };
 
 /// Tries of a retried call, and the pause between them (reference
@@ -241,6 +242,34 @@ impl Ctx {
     /// Where a directory is on the secondary, as `.gfid/<pgfid>/<name>`
     /// (reference `get_slv_dir_path`): the brick's `.glusterfs` symlink of
     /// the GFID, else the mount's `glusterfs.gfid2path`.
+    /// The entries of directory `dir`, each with its GFID, type and link
+    /// count; the errno if it cannot be read. gfid-access cannot open a
+    /// directory by `.gfid/<gfid>` (EOPNOTSUPP), so it is opened by its
+    /// parent and name ([`dir_path`](Ctx::dir_path)), and checked to be
+    /// the same directory.
+    pub fn list_dir(&self, dir: &Gfid) -> Result<Vec<DirEntry>, i32> {
+        let d = if *dir == Uuid::ROOT {
+            b".".to_vec()
+        } else {
+            match self.dir_path(dir) {
+                Ok(Some(p)) if disk_gfid(&p).ok().flatten() == Some(*dir) => p,
+                Ok(_) => return Err(ENOENT as i32),
+                Err(e) => return Err(e.errno as i32),
+            }
+        };
+        let rd = fs::read_dir(os(&d)).map_err(|e| errno_of(&e) as i32)?;
+        let mut out = Vec::new();
+        for e in rd {
+            let e = e.map_err(|e| errno_of(&e) as i32)?;
+            let name = e.file_name().as_bytes().to_vec();
+            let path = [d.as_slice(), b"/", &name].concat();
+            let Ok(m) = fs::symlink_metadata(os(&path)) else { continue };
+            let gfid = disk_gfid(&path).ok().flatten();
+            out.push(DirEntry { name, gfid, mode: m.mode(), nlink: m.nlink() });
+        }
+        Ok(out)
+    }
+
     pub fn dir_path(&self, g: &Gfid) -> Result<Option<Vec<u8>>, OpError> {
         let c = g.canonical();
         let s = std::str::from_utf8(&c).unwrap_or_default();

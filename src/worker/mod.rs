@@ -37,13 +37,14 @@
 //! reconcile, status files and ledger commands.
 
 pub mod conflicts;
+mod crawl;
 pub mod data;
 pub mod ledger;
 pub mod settings;
 pub mod transport;
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
@@ -60,17 +61,14 @@ use crate::gluster::auxmount::{self, MountOptions, Mounter};
 use crate::gluster::changelog::{Entry, Record};
 use crate::gluster::cli as gcli;
 use crate::gluster::fop::Fop;
-use crate::gluster::uuid::{Gfid, Uuid};
+use crate::gluster::uuid::Gfid;
 use crate::gluster::xattr::{XTime, keys};
 use crate::proto::Role;
-use crate::proto::changelog::{Changelog, MAX_FEED_FRAME, ToAgent, ToWorker};
+use crate::proto::changelog::{Changelog, HistoryAnswer, MAX_FEED_FRAME, ToAgent, ToWorker};
 use crate::proto::ctl::{Link, ToSupervisor};
 use crate::proto::rpc::{Client, EntryOp, MetaOp, Op, Stat, Time};
 use crate::proto::status::{self, BrickStatus};
 use settings::Settings;
-
-/// Entries per RPC call during a crawl.
-const CRAWL_BATCH: usize = 1000;
 
 /// How often a Passive worker asks glusterd whether to take over (at least).
 const PASSIVE_CHECK: std::time::Duration = std::time::Duration::from_secs(10);
@@ -203,6 +201,9 @@ struct Replicator<'a> {
     sent: RefCell<Option<BrickStatus>>,
     status: RefCell<BrickStatus>,
     checkpoint: RefCell<Checkpoint>,
+    /// The marker's xtime key of the primary volume (for crawls since a
+    /// time).
+    xtime_key: String,
 }
 
 /// The `checkpoint` option, read again when the session file changes (no
@@ -451,10 +452,12 @@ impl Replicator<'_> {
     fn batch(&self, changelogs: &[Changelog]) -> anyhow::Result<()> {
         self.since.set(self.stime().unwrap_or(0));
         let mut w = Work::default();
+        let mut missing = false;
         for c in changelogs {
             if c.missing {
                 error!(ts = c.ts, path = %String::from_utf8_lossy(&c.path),
-                    "a listed changelog is missing: its changes are not known; a full crawl is needed");
+                    "a listed changelog is missing: its changes are not known; crawling what changed since stime");
+                missing = true;
             }
             w.add(&c.records, self.s);
         }
@@ -497,6 +500,12 @@ impl Replicator<'_> {
         self.meta_phase(w.metas)?;
         self.in_flight(0, 0, datas);
         self.data_phase(w.datas)?;
+        if missing {
+            let before = self.status.borrow().crawl_status.clone();
+            self.crawl(self.since.get())?;
+            self.crawl_finished();
+            self.set_state(status::ACTIVE, &before);
+        }
         // Recorded durably before stime passes the failures.
         self.save_ledger()?;
         if let Some(last) = changelogs.last() {
@@ -509,91 +518,6 @@ impl Replicator<'_> {
         }
         self.in_flight(0, 0, 0);
         self.progress();
-        Ok(())
-    }
-
-    /// The first sync of a brick without stime: every entry, then metadata
-    /// (directories last, so their times stay), then data.
-    fn crawl(&self) -> anyhow::Result<()> {
-        self.link.send(&ToSupervisor::Phase("hybrid crawl".into()))?;
-        self.since.set(0);
-        self.set_state(status::ACTIVE, status::HYBRID);
-        let root = &self.s.brick;
-        let mut stack: Vec<(PathBuf, Gfid)> = vec![(root.clone(), Uuid::ROOT)];
-        let mut seen: HashSet<Gfid> = HashSet::new();
-        let mut dirs: BTreeMap<Gfid, ()> = BTreeMap::new();
-        let (mut entries, mut files, mut others) = (Vec::new(), Vec::new(), Vec::new());
-        let mut total = 0usize;
-        while let Some((dir, pg)) = stack.pop() {
-            let rd = match std::fs::read_dir(&dir) {
-                Ok(rd) => rd,
-                Err(e) => {
-                    warn!(dir = %dir.display(), "cannot read: {e}");
-                    continue;
-                }
-            };
-            for d in rd.flatten() {
-                let name = d.file_name();
-                if dir == *root && (name == ".glusterfs" || name == ".trashcan") {
-                    continue;
-                }
-                let path = d.path();
-                let Ok(m) = std::fs::symlink_metadata(&path) else { continue };
-                let Some(g) = xattr::get(&path, keys::GFID).ok().flatten().and_then(|v| Uuid::from_bytes(&v).ok())
-                else {
-                    continue;
-                };
-                let entry = Entry { parent: pg, name: name.as_bytes().to_vec() };
-                let ft = m.file_type();
-                // A DHT link file points at the data on another brick.
-                if ft.is_file()
-                    && m.mode() & 0o7777 == 0o1000
-                    && m.size() == 0
-                    && xattr::get(&path, keys::DHT_LINKTO).ok().flatten().is_some()
-                {
-                    continue;
-                }
-                let mut e;
-                if ft.is_dir() {
-                    e = EntryOp::new(Op::Mkdir, g, entry_path(&entry));
-                    (e.mode, e.uid, e.gid) = (m.mode(), m.uid(), m.gid());
-                    stack.push((path.clone(), g));
-                    dirs.insert(g, ());
-                } else if ft.is_symlink() {
-                    e = EntryOp::new(Op::Symlink, g, entry_path(&entry));
-                    e.stat = Some(stat_of(&m));
-                    e.link = std::fs::read_link(&path).ok().map(|p| p.into_os_string().into_vec());
-                    others.push(g);
-                } else if !seen.insert(g) {
-                    e = EntryOp::new(Op::Link, g, entry_path(&entry));
-                    e.stat = Some(stat_of(&m));
-                } else {
-                    e = EntryOp::new(if ft.is_file() { Op::Create } else { Op::Mknod }, g, entry_path(&entry));
-                    (e.mode, e.uid, e.gid) = (m.mode(), m.uid(), m.gid());
-                    if ft.is_file() {
-                        files.push(g);
-                    } else {
-                        others.push(g);
-                    }
-                }
-                entries.push(e);
-                if entries.len() >= CRAWL_BATCH {
-                    total += entries.len();
-                    self.entry_phase(std::mem::take(&mut entries))?;
-                    self.meta_phase(std::mem::take(&mut others))?;
-                    self.meta_phase(files.clone())?;
-                    self.data_phase(std::mem::take(&mut files))?;
-                }
-            }
-        }
-        total += entries.len();
-        self.entry_phase(entries)?;
-        self.meta_phase(others)?;
-        self.meta_phase(files.clone())?;
-        self.data_phase(files)?;
-        self.meta_phase(dirs.into_keys())?;
-        self.save_ledger()?;
-        info!(entries = total, "hybrid crawl done");
         Ok(())
     }
 }
@@ -685,6 +609,7 @@ pub fn run(config_dir: &Path, args: &WorkerArgs) -> anyhow::Result<()> {
         sent: RefCell::new(None),
         status: RefCell::new(BrickStatus { secondary_node: s.secondary.host.clone(), ..BrickStatus::default() }),
         checkpoint: RefCell::new(checkpoint),
+        xtime_key: keys::xtime(&pvol.id),
     };
     // Active/Passive: one worker per replica set syncs; the others follow
     // the cluster's stime so that a takeover resumes near where it was.
@@ -726,15 +651,68 @@ pub fn run(config_dir: &Path, args: &WorkerArgs) -> anyhow::Result<()> {
             }
         }
         link.send(&ToSupervisor::Phase("Active".into()))?;
+        if s.xsync {
+            // change-detector = xsync: crawls by xtime, one every
+            // change-interval, each from the last one's start.
+            loop {
+                let since = r.stime().unwrap_or(0);
+                let t = r.crawl(since)?;
+                r.set_stime(t)?;
+                r.crawl_finished();
+                r.progress();
+                let deadline = std::time::Instant::now() + s.change_interval;
+                while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+                    match rx.recv_timeout(left) {
+                        Ok(Ev::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => break 'roles,
+                        Ok(Ev::AgentGone(why)) => anyhow::bail!("the agent {why}"),
+                        Ok(Ev::Feed(_)) => {}
+                        Err(mpsc::RecvTimeoutError::Timeout) => break,
+                    }
+                }
+                if !active() {
+                    info!("a brick before this one in its replica set is back; giving way");
+                    continue 'roles;
+                }
+            }
+        }
         let start = match r.stime() {
             Some(t) => {
-                info!(stime = t, "resuming from the brick's stime");
-                t
+                // The index must cover everything since stime; a gap
+                // (changelog off for a while, a purged index) is crawled.
+                let now_s = now();
+                crate::proto::send(&mut out, &ToAgent::History { start: t, end: now_s }, MAX_FEED_FRAME, "agent")?;
+                let answer = loop {
+                    match rx.recv_timeout(s.connection_timeout) {
+                        Ok(Ev::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => break 'roles,
+                        Ok(Ev::AgentGone(why)) => anyhow::bail!("the agent {why}"),
+                        Ok(Ev::Feed(ToWorker::History(a))) => break a,
+                        Ok(Ev::Feed(ToWorker::Broken(why))) => anyhow::bail!("the agent cannot read the index: {why}"),
+                        // Changelogs of an earlier feed.
+                        Ok(Ev::Feed(_)) => {}
+                        Err(mpsc::RecvTimeoutError::Timeout) => {
+                            anyhow::bail!("the agent did not answer a history request")
+                        }
+                    }
+                };
+                match answer {
+                    HistoryAnswer::Full { .. } | HistoryAnswer::Partial { gap: false, .. } => {
+                        info!(stime = t, "resuming from the brick's stime (history crawl)");
+                        t
+                    }
+                    other => {
+                        warn!(stime = t, answer = ?other, "the changelog index does not cover everything since stime; crawling what changed since");
+                        let c = r.crawl(t)?;
+                        r.set_stime(c)?;
+                        r.crawl_finished();
+                        r.progress();
+                        c
+                    }
+                }
             }
             None => {
-                let t = now().saturating_sub(1);
-                r.crawl()?;
+                let t = r.crawl(0)?;
                 r.set_stime(t)?;
+                r.crawl_finished();
                 r.progress();
                 t
             }
@@ -767,6 +745,8 @@ pub fn run(config_dir: &Path, args: &WorkerArgs) -> anyhow::Result<()> {
             let mut next = Some(first);
             while let Some(m) = next.take() {
                 match m {
+                    // Older than this feed: left over from an earlier one.
+                    ToWorker::Changelog(c) if c.ts <= start => {}
                     ToWorker::Changelog(c) => batch.push(c),
                     ToWorker::Broken(why) => anyhow::bail!("the agent cannot feed changelogs: {why}"),
                     ToWorker::History(_) => {}

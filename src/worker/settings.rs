@@ -55,6 +55,13 @@ pub struct Settings {
     pub tarssh: bool,
     pub tar_command: String,
     pub ssh_options_tar: Vec<String>,
+    /// `change-detector = xsync`: crawls (by xtime) instead of changelogs.
+    pub xsync: bool,
+    /// Seconds between xsync crawls.
+    pub change_interval: Duration,
+    /// `use-meta-volume`, and where the meta volume is mounted.
+    pub use_meta_volume: bool,
+    pub meta_volume_mnt: PathBuf,
 }
 
 fn words(s: &str) -> Vec<String> {
@@ -125,6 +132,10 @@ impl Settings {
             tarssh: s("sync-method") == "tarssh",
             tar_command: s("tar-command"),
             ssh_options_tar: words(&s("ssh-options-tar")),
+            xsync: s("change-detector") == "xsync",
+            change_interval: Duration::from_secs(u64::try_from(int("change-interval")).unwrap_or(5).max(1)),
+            use_meta_volume: flag("use-meta-volume"),
+            meta_volume_mnt: PathBuf::from(s("meta-volume-mnt")),
         })
     }
 

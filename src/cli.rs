@@ -70,17 +70,23 @@ pub enum Command {
     /// (or the reference daemon) left behind.
     CleanupMounts(CleanupMountsArgs),
 
-    /// Create a session: check the primary volume, ssh to the secondary with
-    /// the session's key, the secondary volume and that it is empty; make the
-    /// key; turn on the primary's changelog; write the session file.
+    /// Create a session, after checking both volumes and the ssh path.
+    ///
+    /// Checks in order, and stops at the first failure with its fix: the
+    /// primary volume, the session's ssh key (made if missing; its
+    /// authorized_keys line is printed), ssh with that key to the secondary's
+    /// gsyncd, the secondary volume, and that it is empty. Then turns on the
+    /// primary's changelog and writes the session file. See gsyncd-create(8).
     #[command(after_help = "Example:\n  \
         gsyncd create prod --primary gv0 --secondary geoaccount@dr1::gv0-dr --push-key\n  \
         systemctl enable --now gsyncd@prod.service")]
     Create(CreateArgs),
 
-    /// Delete a session that is not running: its session file, ssh key and
-    /// state; with --reset-sync-time also its sync progress on this node's
-    /// primary bricks.
+    /// Delete a session that is not running.
+    ///
+    /// Removes its state (with the ssh key), run directory and session file;
+    /// with --reset-sync-time also its sync progress on this node's primary
+    /// bricks. See gsyncd-delete(8).
     Delete(DeleteArgs),
 
     /// Run a session: the main process of gsyncd@<session>.service.

@@ -576,20 +576,28 @@ fn secondary_entries(cfg: &Config, url: &SecondaryUrl) -> Result<Vec<Vec<u8>>, C
         timeout: Duration::from_secs(opt_int(cfg, "connection-timeout", 60)),
     };
     let made_run_dir = !run_dir.exists();
-    let entered = auxmount::mount_and_enter(&opts, &Mounter::Direct { dir: mnt.clone() }, &exe).map_err(|e| {
-        check(Step::SecondaryEmpty, format!("cannot mount {}::{}: {}", url.host, url.volume, chain(&e)), &fix_mount)
-    })?;
-    let listed = list_cwd_mount();
-    let released = entered.release();
-    // Leave no trace of a session that does not run yet.
+    let listed = match auxmount::mount_and_enter(&opts, &Mounter::Direct { dir: mnt.clone() }, &exe) {
+        Ok(entered) => {
+            let listed = list_cwd_mount();
+            if let Err(e) = entered.release() {
+                tracing::warn!(error = %e, "could not unmount the secondary volume cleanly; its guard removes it");
+            }
+            listed.map_err(|e| check(Step::SecondaryEmpty, e, &fix_mount))
+        }
+        Err(e) => Err(check(
+            Step::SecondaryEmpty,
+            format!("cannot mount {}::{}: {}", url.host, url.volume, chain(&e)),
+            &fix_mount,
+        )),
+    };
+    // Leave no trace of a session that does not run yet (after a failed
+    // mount the guard may still be removing the mount point: then the
+    // next sweep removes what is left).
     let _ = fs::remove_dir(&mnt);
     if made_run_dir {
         let _ = fs::remove_dir(&run_dir);
     }
-    if let Err(e) = released {
-        tracing::warn!(error = %e, "could not unmount the secondary volume cleanly; its guard removes it");
-    }
-    listed.map_err(|e| check(Step::SecondaryEmpty, e, fix_mount))
+    listed
 }
 
 /// Lists the mount this process is in, after making sure it is one.

@@ -755,7 +755,7 @@ pub fn create(config_dir: &Path, a: &CreateArgs) -> anyhow::Result<()> {
     progress(
         Step::PrimaryVolume,
         &format!(
-            "{primary} is Started ({} bricks{})",
+            "{primary} is Started (bricks: {}{})",
             pvol.bricks.len(),
             match local_bricks {
                 Some(n) => format!(", {n} on this node"),
@@ -848,7 +848,7 @@ pub fn create(config_dir: &Path, a: &CreateArgs) -> anyhow::Result<()> {
     }
     progress(
         Step::SecondaryVolume,
-        &format!("{} on {} is Started ({} bricks)", url.volume, url.host, svol.bricks.len()),
+        &format!("{} on {} is Started (bricks: {})", url.volume, url.host, svol.bricks.len()),
     )?;
 
     // 6. Empty.

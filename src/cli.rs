@@ -70,6 +70,25 @@ pub enum Command {
     /// (or the reference daemon) left behind.
     CleanupMounts(CleanupMountsArgs),
 
+    /// Create a session, after checking both volumes and the ssh path.
+    ///
+    /// Checks in order, and stops at the first failure with its fix: the
+    /// primary volume, the session's ssh key (made if missing; its
+    /// authorized_keys line is printed), ssh with that key to the secondary's
+    /// gsyncd, the secondary volume, and that it is empty. Then turns on the
+    /// primary's changelog and writes the session file. See gsyncd-create(8).
+    #[command(after_help = "Example:\n  \
+        gsyncd create prod --primary gv0 --secondary geoaccount@dr1::gv0-dr --push-key\n  \
+        systemctl enable --now gsyncd@prod.service")]
+    Create(CreateArgs),
+
+    /// Delete a session that is not running.
+    ///
+    /// Removes its state (with the ssh key), run directory and session file;
+    /// with --reset-sync-time also its sync progress on this node's primary
+    /// bricks. See gsyncd-delete(8).
+    Delete(DeleteArgs),
+
     /// Run a session: the main process of gsyncd@<session>.service.
     #[command(hide = true)]
     Supervise(SuperviseArgs),
@@ -159,6 +178,50 @@ pub struct CleanupMountsArgs {
     /// Report what would be removed, change nothing.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Session name (the session file is <config-dir>/<session>.toml).
+    pub session: String,
+    /// Primary volume (on this node's glusterd).
+    #[arg(long, value_name = "VOLUME")]
+    pub primary: String,
+    /// Secondary as [user@]host::volume (user root when none is given).
+    #[arg(long, value_name = "URL")]
+    pub secondary: String,
+    /// ssh port of the secondary nodes (option ssh-port; default 22).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub ssh_port: Option<u16>,
+    /// Update an existing session (its other options stay), and skip the
+    /// checks that may be overridden: an empty secondary, the same gsyncd
+    /// version on both sides.
+    #[arg(long)]
+    pub force: bool,
+    /// Install the session key into the secondary user's authorized_keys,
+    /// over ssh with your own access (agent, ~/.ssh keys or a password), and
+    /// turn on features.read-only on the secondary volume the same way.
+    #[arg(long)]
+    pub push_key: bool,
+    /// With --push-key: the file on the secondary to add the key to
+    /// (default ~USER/.ssh/authorized_keys).
+    #[arg(long, value_name = "PATH", requires = "push_key")]
+    pub authorized_keys: Option<String>,
+    /// Also set this option in the session file, before the checks, which
+    /// use it (repeatable; validated as `gsyncd config set`).
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    pub set: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// Session name.
+    pub session: String,
+    /// Also remove the session's sync progress (stime and entry_stime
+    /// xattrs) from this node's primary brick roots, so that a new session
+    /// between the same volumes syncs everything again.
+    #[arg(long)]
+    pub reset_sync_time: bool,
 }
 
 #[derive(Debug, Args)]

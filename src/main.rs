@@ -9,6 +9,7 @@ use clap::error::ErrorKind;
 
 use gsyncd::cli::{Cli, Command};
 use gsyncd::cmd::changelog::ShowError;
+use gsyncd::cmd::create::{CreateError, DeleteError};
 use gsyncd::config::ConfigError;
 use gsyncd::exit::{Exit, HasExit, NotImplemented};
 use gsyncd::log::{self, LogSettings};
@@ -20,6 +21,8 @@ fn role_name(c: &Command) -> &'static str {
         Command::Config(_) => "config",
         Command::Changelog(_) => "changelog",
         Command::CleanupMounts(_) => "cleanup-mounts",
+        Command::Create(_) => "create",
+        Command::Delete(_) => "delete",
         Command::Supervise(_) => "supervise",
         Command::Monitor(_) => "monitor",
         Command::Agent(_) => "agent",
@@ -38,6 +41,8 @@ fn session_of(c: &Command) -> Option<&str> {
         Command::Config(ConfigCmd::Set(a)) => Some(&a.session),
         Command::Config(ConfigCmd::Reset(a)) => Some(&a.session),
         Command::Config(ConfigCmd::Import(a)) => Some(&a.session),
+        Command::Create(a) => Some(&a.session),
+        Command::Delete(a) => Some(&a.session),
         Command::Supervise(a) => Some(&a.session),
         Command::Monitor(a) => Some(&a.session),
         Command::Agent(a) => Some(&a.session),
@@ -61,6 +66,12 @@ fn exit_for(err: &anyhow::Error) -> Exit {
             return e.exit();
         }
         if let Some(e) = cause.downcast_ref::<ShowError>() {
+            return e.exit();
+        }
+        if let Some(e) = cause.downcast_ref::<CreateError>() {
+            return e.exit();
+        }
+        if let Some(e) = cause.downcast_ref::<DeleteError>() {
             return e.exit();
         }
         if let Some(PidFileError::Running { .. }) = cause.downcast_ref::<PidFileError>() {
@@ -105,7 +116,7 @@ fn main() -> ExitCode {
         session_level: match &cli.command {
             Command::Secondary(a) => a.secondary_log_level.as_deref(),
             _ if configured.is_some() => configured.as_deref(),
-            _ => matches!(role, "config" | "changelog").then_some("WARNING"),
+            _ => matches!(role, "config" | "changelog" | "create" | "delete").then_some("WARNING"),
         },
         target: cli.global.log_target,
         role,

@@ -213,10 +213,67 @@ fn groff_finds_nothing_to_warn_about() {
         "gsyncd-changelog.8",
         "gsyncd-cleanup-mounts.8",
         "gsyncd-secondary.8",
+        "gsyncd-create.8",
+        "gsyncd-delete.8",
         "gsyncd.toml.5",
     ] {
         let o = Command::new("groff").args(["-man", "-ww", "-z"]).arg(man(page)).output().unwrap();
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(o.status.success() && err.trim().is_empty(), "groff on {page}:\n{err}");
+    }
+}
+
+/// The exit codes a page's EXIT STATUS section lists.
+fn listed_exit_codes(page: &str) -> Vec<u8> {
+    let text = read(page);
+    let start = text.find(".SH EXIT STATUS").unwrap_or_else(|| panic!("{page}: no EXIT STATUS"));
+    let section = &text[start + 1..];
+    let section = &section[..section.find("\n.SH ").unwrap_or(section.len())];
+    let lines: Vec<&str> = section.lines().collect();
+    let mut codes = Vec::new();
+    for w in lines.windows(2).filter(|w| w[0] == ".TP") {
+        for word in w[1].split(|c: char| !c.is_ascii_digit()).filter(|x| !x.is_empty()) {
+            codes.push(word.parse().unwrap());
+        }
+    }
+    codes
+}
+
+/// gsyncd-create(8) and gsyncd-delete(8) follow the code: every check of
+/// create is described under its name, the authorized_keys line is the one
+/// create prints, and the pages list the exit codes the commands' errors map
+/// to, and only codes that exist.
+#[test]
+fn create_and_delete_pages_match_the_code() {
+    use gsyncd::cmd::create::{CreateError, DeleteError, Step, authorized_keys_line};
+    use gsyncd::exit::HasExit;
+    let create = read("gsyncd-create.8").replace("\\-", "-");
+    for step in Step::ALL {
+        let described = create.lines().any(|l| l.starts_with(".B ") && l.contains(step.name()));
+        assert!(described, "gsyncd-create.8 does not describe check {:?}", step.name());
+    }
+    let line = authorized_keys_line("/usr/bin/gsyncd", "VOLUME", "ssh-ed25519 AAAA... gsyncd:SESSION@NODE");
+    assert!(create.contains(&line), "gsyncd-create.8 does not show the line create prints: {line}");
+    let known: Vec<u8> = Exit::ALL.iter().map(|(e, _)| e.code()).collect();
+    let session = || "s".to_owned();
+    let create_codes = [
+        CreateError::Exists { session: session(), path: "/x".into() }.exit(),
+        CreateError::Running { session: session(), pid: "1".into() }.exit(),
+        CreateError::Check { step: Step::Ssh, problem: String::new(), fix: String::new() }.exit(),
+    ];
+    let delete_codes = [
+        DeleteError::Running { session: session(), pid: "1".into() }.exit(),
+        DeleteError::Reset { problem: String::new(), fix: String::new() }.exit(),
+        DeleteError::Remove { path: "/x".into(), reason: String::new() }.exit(),
+        Exit::NoSuchSession,
+    ];
+    for (page, used) in [("gsyncd-create.8", &create_codes[..]), ("gsyncd-delete.8", &delete_codes[..])] {
+        let listed = listed_exit_codes(page);
+        for c in &listed {
+            assert!(known.contains(c), "{page} lists exit code {c}, which src/exit.rs does not have");
+        }
+        for e in used {
+            assert!(listed.contains(&e.code()), "{page} does not list exit code {}", e.code());
+        }
     }
 }

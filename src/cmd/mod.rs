@@ -4,6 +4,7 @@
 pub mod changelog;
 pub mod cleanup;
 pub mod config;
+pub mod create;
 
 use crate::cli::{Cli, Command};
 
@@ -14,6 +15,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Config(c) => config::run(&config_dir, c),
         Command::Changelog(c) => changelog::run(c),
         Command::CleanupMounts(a) => cleanup::run(&config_dir, &a),
+        Command::Create(a) => create::create(&config_dir, &a),
+        Command::Delete(a) => create::delete(&config_dir, &a),
         Command::Supervise(a) => crate::supervisor::run(&config_dir, &a),
         Command::Monitor(a) => crate::monitor::run(&config_dir, &a),
         Command::Agent(a) => crate::agent::run(&config_dir, &a),

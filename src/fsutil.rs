@@ -49,6 +49,37 @@ pub fn write_atomically(path: &Path, data: &[u8], new_mode: u32) -> Result<(), A
     result
 }
 
+fn whole_file(kind: i32) -> nix::libc::flock {
+    nix::libc::flock {
+        l_type: kind as nix::libc::c_short,
+        l_whence: nix::libc::SEEK_SET as nix::libc::c_short,
+        l_start: 0,
+        l_len: 0,
+        l_pid: 0,
+    }
+}
+
+/// Takes an exclusive POSIX record lock on the whole file without waiting
+/// (what `lockf(F_TLOCK)` takes, and what glusterd tests): `false` when
+/// another process holds it. On a GlusterFS mount the lock is the
+/// cluster's.
+pub fn try_lock_exclusive(f: &File) -> std::io::Result<bool> {
+    use nix::errno::Errno;
+    match nix::fcntl::fcntl(f, nix::fcntl::FcntlArg::F_SETLK(&whole_file(nix::libc::F_WRLCK))) {
+        Ok(_) => Ok(true),
+        Err(Errno::EAGAIN | Errno::EACCES) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Whether some process holds a record lock on the file at `path`.
+pub fn is_record_locked(path: &Path) -> bool {
+    let Ok(f) = File::open(path) else { return false };
+    let mut fl = whole_file(nix::libc::F_RDLCK);
+    nix::fcntl::fcntl(&f, nix::fcntl::FcntlArg::F_GETLK(&mut fl)).is_ok()
+        && fl.l_type != nix::libc::F_UNLCK as nix::libc::c_short
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

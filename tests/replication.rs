@@ -29,6 +29,7 @@ fn main() {
             trial("crawl_then_live_sync_through_the_gate", fx, crawl_then_live),
             trial("replica_sets_sync_once_each_and_fail_over", fx, replicated),
             trial("xsync_crawl_checkpoint_reconcile_and_history_gap", fx, crawls),
+            trial("meta_volume_locks_elect_one_worker_per_set", fx, meta_volume),
         ]
     })
 }
@@ -243,7 +244,7 @@ fn crawl_then_live(fx: &Fixture) {
         .collect();
     assert_eq!(stimes.len(), 1, "{stimes:?}");
     let log = sess.log_text();
-    assert!(log.contains("hybrid crawl done"), "{log}");
+    assert!(log.contains("crawl walked the brick"), "{log}");
     assert!(log.contains("batch synced"), "{log}");
     assert!(log.contains("engine=\"rsync\""), "{log}");
 
@@ -482,5 +483,51 @@ fn crawls(fx: &Fixture) {
     // And then the live changelog again.
     write(&m.join("after-the-gap"), b"journaled");
     converge(&p, &s, &sess, &mut child, Duration::from_secs(60));
+    stop(&sess, child);
+}
+
+/// use-meta-volume: the lock on the shared meta volume elects one worker
+/// per replica set; when the Active brick dies its worker releases the lock
+/// and the replica's worker takes it.
+fn meta_volume(fx: &Fixture) {
+    use support::cluster::{Shape, Side};
+    let p = fx.volume("meta-p", Shape::DistRep2x2, Side::Primary);
+    let s = fx.volume("meta-s", Shape::DistRep2x2, Side::Secondary);
+    let meta = fx.volume("meta-shared", Shape::Single, Side::Secondary);
+    let m = &p.mount;
+    fs::create_dir_all(m.join("m")).unwrap();
+    for i in 0..20 {
+        write(&m.join(format!("m/f{i}")), format!("{i}").as_bytes());
+    }
+    let sess = Session::new(fx, "meta", &p, &s);
+    {
+        use std::io::Write;
+        let mut f = fs::OpenOptions::new().append(true).open(sess.dir.path().join("meta.toml")).unwrap();
+        writeln!(f, "use-meta-volume = true\nmeta-volume-mnt = \"{}\"", meta.mount.display()).unwrap();
+    }
+    let mut child = sess.start();
+    converge(&p, &s, &sess, &mut child, Duration::from_secs(90));
+    let passive = sess.log_text().matches("Passive: another brick of this replica set syncs it").count();
+    assert_eq!(passive, 2, "{}", sess.log_text());
+    assert_eq!(sess.log_text().matches("holding the replica set's meta-volume lock").count(), 2);
+    let mut locks: Vec<String> = fs::read_dir(meta.mount.join("geo-rep"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    locks.sort();
+    assert_eq!(locks.len(), 2, "{locks:?}");
+    assert!(locks[0].ends_with("_subvol_1.lock") && locks[1].ends_with("_subvol_2.lock"), "{locks:?}");
+
+    // The Active brick of a set dies: the lock moves to its replica.
+    let holder = if sess.status(&p.bricks[0])["worker_status"] == "Active" { 0 } else { 1 };
+    let pid = brick_pid(&p.name, &p.bricks[holder]);
+    kill(Pid::from_raw(pid as i32), Signal::SIGKILL).unwrap();
+    wait_log(&sess, "releasing the meta-volume lock", Duration::from_secs(60));
+    wait_log(&sess, "Active: taking over this replica set", Duration::from_secs(60));
+    for i in 0..10 {
+        write(&m.join(format!("m/after-{i}")), b"after");
+    }
+    converge(&p, &s, &sess, &mut child, Duration::from_secs(90));
+    let _ = Command::new("gluster").args(["--mode=script", "volume", "start", &p.name, "force"]).output();
     stop(&sess, child);
 }

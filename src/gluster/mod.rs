@@ -3,6 +3,7 @@
 //! This room knows nothing of gsyncd's roles.
 
 pub mod auxmount;
+pub mod backend;
 pub mod changelog;
 pub mod cli;
 pub mod escape;

@@ -207,12 +207,18 @@ impl Volume {
     /// bricks of one set on one node are not both Active.
     pub fn is_active(&self, index: usize, status: &[BrickStatus]) -> bool {
         let set = self.subvolume_of(index);
-        let online = |b: &Brick| status.iter().any(|s| s.online && s.host_uuid == b.host_uuid && s.path == b.path);
         self.bricks
             .iter()
             .enumerate()
-            .find(|(j, b)| self.subvolume_of(*j) == set && online(b))
+            .find(|(j, _)| self.subvolume_of(*j) == set && self.is_online(*j, status))
             .is_some_and(|(j, _)| j == index)
+    }
+
+    /// Whether `status` shows brick `index` online.
+    pub fn is_online(&self, index: usize, status: &[BrickStatus]) -> bool {
+        self.bricks
+            .get(index)
+            .is_some_and(|b| status.iter().any(|s| s.online && s.host_uuid == b.host_uuid && s.path == b.path))
     }
 }
 

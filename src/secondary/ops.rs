@@ -239,9 +239,6 @@ impl Ctx {
         &self.topology().bricks
     }
 
-    /// Where a directory is on the secondary, as `.gfid/<pgfid>/<name>`
-    /// (reference `get_slv_dir_path`): the brick's `.glusterfs` symlink of
-    /// the GFID, else the mount's `glusterfs.gfid2path`.
     /// The entries of directory `dir`, each with its GFID, type and link
     /// count; the errno if it cannot be read. gfid-access cannot open a
     /// directory by `.gfid/<gfid>` (EOPNOTSUPP), so it is opened by its
@@ -270,23 +267,12 @@ impl Ctx {
         Ok(out)
     }
 
+    /// Where a directory is on the secondary, as `.gfid/<pgfid>/<name>`
+    /// (reference `get_slv_dir_path`): the brick's `.glusterfs` symlink of
+    /// the GFID, else the mount's `glusterfs.gfid2path`.
     pub fn dir_path(&self, g: &Gfid) -> Result<Option<Vec<u8>>, OpError> {
-        let c = g.canonical();
-        let s = std::str::from_utf8(&c).unwrap_or_default();
-        for brick in self.bricks() {
-            let link = brick.join(".glusterfs").join(&s[0..2]).join(&s[2..4]).join(s);
-            match fs::read_link(&link) {
-                Ok(t) => {
-                    let t = t.as_os_str().as_bytes();
-                    let mut parts = t.rsplit(|&b| b == b'/');
-                    let (Some(name), Some(pg)) = (parts.next(), parts.next()) else { continue };
-                    if let Ok(pg) = Uuid::parse(pg) {
-                        return Ok(Some(entry_path(&pg, name)));
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(_) => break,
-            }
+        if let Some((pg, name)) = self.bricks().iter().find_map(|b| crate::gluster::backend::dir_entry(b, g)) {
+            return Ok(Some(entry_path(&pg, &name)));
         }
         let gp = gfid_path(g);
         let v = wrap("getxattr", &gp, &[ENOENT, ENODATA], &[ESTALE], || io(xattr::get(os(&gp), keys::GFID2PATH)))?;

@@ -78,13 +78,24 @@ fn progress_path(state_dir: &Path, brick: &Path) -> PathBuf {
     state_dir.join("crawl").join(format!("{name}.json"))
 }
 
-/// The primary's GFID of `path` (relative to the aux mount), if it exists.
-fn primary_gfid_at(path: &[u8]) -> Option<Gfid> {
-    let v = xattr::get(os(path), keys::GFID_STRING).ok().flatten()?;
-    crate::gluster::xattr::decode_uuid_string(&v).ok()
-}
-
 impl Replicator<'_> {
+    /// The names in primary directory `d` (through the aux mount; opened
+    /// by parent and name, since gfid-access cannot open `.gfid/<gfid>`).
+    fn primary_names(&self, d: &Gfid) -> Option<HashSet<Vec<u8>>> {
+        let path = if *d == Uuid::ROOT {
+            b".".to_vec()
+        } else {
+            let (pg, name) = crate::gluster::backend::dir_entry(&self.s.brick, d)?;
+            entry_path(&Entry { parent: pg, name })
+        };
+        let rd = std::fs::read_dir(os(&path)).ok()?;
+        let mut names = HashSet::new();
+        for e in rd {
+            names.insert(e.ok()?.file_name().as_bytes().to_vec());
+        }
+        Some(names)
+    }
+
     fn xtime(&self, p: &Path) -> Option<u64> {
         let v = xattr::get(p, &self.xtime_key).ok().flatten()?;
         XTime::decode(&v).ok().map(|t| u64::from(t.sec))
@@ -257,6 +268,13 @@ impl Replicator<'_> {
         let mut again = Vec::new();
         let (mut removed, mut kept) = (0usize, 0usize);
         for d in &seen.dirs {
+            // The primary's names, read fresh (a lookup by name can answer
+            // from the kernel's dentry cache, stale after a rename made
+            // through another mount).
+            let Some(here) = self.primary_names(d) else {
+                debug!(dir = %d, "cannot list on the primary; not reconciled");
+                continue;
+            };
             let list = match self.client.list_dir(*d).context("ListDir")? {
                 Ok(l) => l,
                 Err(errno) => {
@@ -269,15 +287,12 @@ impl Replicator<'_> {
                     continue;
                 }
                 let Some(g) = e.gfid else { continue };
-                let name = entry_path(&Entry { parent: *d, name: e.name.clone() });
-                match primary_gfid_at(&name) {
-                    Some(pg) if pg == g => continue,
-                    // Another inode under that name: the crawl's entry op
-                    // settled it (gfid-conflict resolution).
-                    Some(_) => continue,
-                    None if std::fs::symlink_metadata(os(&name)).is_ok() => continue,
-                    None => {}
+                // A name the primary has (with this inode or another, which
+                // the crawl's entry op settled) stays.
+                if here.contains(&e.name) {
+                    continue;
                 }
+                let name = entry_path(&Entry { parent: *d, name: e.name.clone() });
                 let alive = std::fs::symlink_metadata(os(&gfid_path(&g))).is_ok();
                 let op = match (e.mode & S_IFMT, alive) {
                     (S_IFDIR, false) => Op::Rmdir,

@@ -33,8 +33,14 @@
 //! An Active worker gives way again when a brick before it in its set is
 //! back online (checked as often).
 //!
-//! Not yet here (still open in the issue): crawl checkpoints and
-//! reconcile, status files and ledger commands.
+//! With `use-meta-volume`, the worker holding the set's lock on the shared
+//! meta volume syncs it (the reference's lock file), for as long as its own
+//! brick is online; it releases the lock when its brick goes offline, and
+//! a Passive worker of the set takes it within the check interval.
+//!
+//! Crawls (first sync, journal gaps, xsync) are in [`crawl`]; status goes
+//! to the supervisor over ctl, which relays it to the monitor's status
+//! files.
 
 pub mod conflicts;
 mod crawl;
@@ -61,7 +67,7 @@ use crate::gluster::auxmount::{self, MountOptions, Mounter};
 use crate::gluster::changelog::{Entry, Record};
 use crate::gluster::cli as gcli;
 use crate::gluster::fop::Fop;
-use crate::gluster::uuid::Gfid;
+use crate::gluster::uuid::{Gfid, Uuid};
 use crate::gluster::xattr::{XTime, keys};
 use crate::proto::Role;
 use crate::proto::changelog::{Changelog, HistoryAnswer, MAX_FEED_FRAME, ToAgent, ToWorker};
@@ -522,6 +528,58 @@ impl Replicator<'_> {
     }
 }
 
+/// Active/Passive by a lock on the shared meta volume (`use-meta-volume`):
+/// `<meta-volume-mnt>/geo-rep/<primary>_<secondary>_subvol_<N>.lock`, the
+/// reference's file, held with a POSIX record lock (the cluster's, on a
+/// GlusterFS mount) for as long as this worker syncs the set.
+struct MetaLock {
+    mnt: PathBuf,
+    path: PathBuf,
+    held: Option<std::fs::File>,
+}
+
+impl MetaLock {
+    fn new(mnt: &Path, primary: &Uuid, secondary: &Uuid, subvol: usize) -> MetaLock {
+        let path = mnt.join("geo-rep").join(format!("{primary}_{secondary}_subvol_{}.lock", subvol + 1));
+        MetaLock { mnt: mnt.to_path_buf(), path, held: None }
+    }
+
+    /// Holds the lock, or learns that another worker does.
+    fn try_hold(&mut self) -> anyhow::Result<bool> {
+        if self.held.is_some() {
+            return Ok(true);
+        }
+        let dev = |p: &Path| std::fs::metadata(p).map(|m| m.dev()).ok();
+        if dev(&self.mnt).is_none() || dev(&self.mnt) == dev(&self.mnt.join("..")) {
+            anyhow::bail!(
+                "use-meta-volume is on but no volume is mounted at {}: enable the shared storage                  (gluster volume set all cluster.enable-shared-storage enable) or set meta-volume-mnt,                  or set use-meta-volume false",
+                self.mnt.display()
+            );
+        }
+        if let Some(d) = self.path.parent() {
+            std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
+        }
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&self.path)
+            .with_context(|| format!("cannot open {}", self.path.display()))?;
+        if crate::fsutil::try_lock_exclusive(&f).with_context(|| format!("cannot lock {}", self.path.display()))? {
+            info!(lock = %self.path.display(), "holding the replica set's meta-volume lock");
+            self.held = Some(f);
+            Ok(true)
+        } else {
+            Ok(false)
+        }
+    }
+
+    fn release(&mut self) -> bool {
+        self.held.take().is_some()
+    }
+}
+
 enum Ev {
     Feed(ToWorker),
     AgentGone(String),
@@ -616,21 +674,43 @@ pub fn run(config_dir: &Path, args: &WorkerArgs) -> anyhow::Result<()> {
     let node = gcli::local_node_uuid(&s.glusterd_workdir).ok();
     let brick_bytes = s.brick.as_os_str().as_bytes();
     let index = pvol.bricks.iter().position(|b| Some(b.host_uuid) == node && b.path == brick_bytes);
-    let active = || match (index, gcli::volume_status(&gluster, &cli, &s.primary)) {
-        (Some(i), Ok(st)) => pvol.is_active(i, &st),
-        (None, _) => {
-            warn!("this brick is not in the primary volume's brick list as this node; syncing it (Active)");
-            true
+    let subvol = index.map(|i| pvol.subvolume_of(i));
+    let meta = RefCell::new(match (s.use_meta_volume, subvol) {
+        (true, Some(n)) => Some(MetaLock::new(&s.meta_volume_mnt, &pvol.id, &sv_id, n)),
+        (true, None) => {
+            warn!("this brick is not in the primary volume's brick list as this node; not using the meta-volume lock");
+            None
         }
-        (_, Err(e)) => {
-            warn!("cannot read the primary volume's status ({e}); syncing this brick (Active)");
-            true
+        (false, _) => None,
+    });
+    // Per replica set, the first brick online syncs; with use-meta-volume,
+    // the one holding the set's lock, for as long as its brick is online.
+    let active = || -> anyhow::Result<bool> {
+        let status = gcli::volume_status(&gluster, &cli, &s.primary);
+        if let Err(e) = &status {
+            warn!("cannot read the primary volume's status ({e}); taking this brick as online");
+        }
+        let Some(i) = index else {
+            warn!("this brick is not in the primary volume's brick list as this node; syncing it (Active)");
+            return Ok(true);
+        };
+        let mut meta = meta.borrow_mut();
+        match (meta.as_mut(), &status) {
+            (None, Ok(st)) => Ok(pvol.is_active(i, st)),
+            (None, Err(_)) => Ok(true),
+            (Some(m), Ok(st)) if !pvol.is_online(i, st) => {
+                if m.release() {
+                    info!("this brick is offline; releasing the meta-volume lock");
+                }
+                Ok(false)
+            }
+            (Some(m), _) => m.try_hold(),
         }
     };
     let mut out = feed;
     let check_every = s.failover_interval.max(PASSIVE_CHECK);
     'roles: loop {
-        if !active() {
+        if !active()? {
             link.send(&ToSupervisor::Phase("Passive".into()))?;
             info!("Passive: another brick of this replica set syncs it");
             loop {
@@ -644,7 +724,7 @@ pub fn run(config_dir: &Path, args: &WorkerArgs) -> anyhow::Result<()> {
                     // Changelogs of an earlier Active spell: not ours now.
                     Ok(Ev::Feed(_)) | Err(mpsc::RecvTimeoutError::Timeout) => {}
                 }
-                if active() {
+                if active()? {
                     info!("Active: taking over this replica set");
                     break;
                 }
@@ -669,8 +749,10 @@ pub fn run(config_dir: &Path, args: &WorkerArgs) -> anyhow::Result<()> {
                         Err(mpsc::RecvTimeoutError::Timeout) => break,
                     }
                 }
-                if !active() {
-                    info!("a brick before this one in its replica set is back; giving way");
+                if !active()? {
+                    info!(
+                        "no longer the one to sync this replica set (a brick before it is back, or its own is offline); giving way"
+                    );
                     continue 'roles;
                 }
             }
@@ -729,8 +811,10 @@ pub fn run(config_dir: &Path, args: &WorkerArgs) -> anyhow::Result<()> {
             // set may be back.
             if checked.elapsed() >= check_every {
                 checked = std::time::Instant::now();
-                if !active() {
-                    info!("a brick before this one in its replica set is back; giving way");
+                if !active()? {
+                    info!(
+                        "no longer the one to sync this replica set (a brick before it is back, or its own is offline); giving way"
+                    );
                     continue 'roles;
                 }
             }

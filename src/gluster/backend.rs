@@ -1,0 +1,42 @@
+//! What a brick's backend directory tells about the volume's namespace.
+
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use super::uuid::{Gfid, Uuid};
+
+/// Where directory `g` lives: its parent's GFID and its name, read from the
+/// brick's `.glusterfs/xx/yy/<gfid>` link (`../../pp/qq/<parent>/<name>`),
+/// which every brick keeps for every directory. `None` when the brick has
+/// no such link (not a directory, or unknown here).
+pub fn dir_entry(brick: &Path, g: &Gfid) -> Option<(Gfid, Vec<u8>)> {
+    let c = g.canonical();
+    let s = std::str::from_utf8(&c).ok()?;
+    let link = brick.join(".glusterfs").join(&s[0..2]).join(&s[2..4]).join(s);
+    let t = std::fs::read_link(link).ok()?;
+    let t = t.as_os_str().as_bytes();
+    let mut parts = t.rsplit(|&b| b == b'/');
+    let (name, parent) = (parts.next()?, parts.next()?);
+    let parent = Uuid::parse(parent).ok()?;
+    (!name.is_empty()).then(|| (parent, name.to_vec()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_directory_link() {
+        let b = tempfile::tempdir().unwrap();
+        let g = Uuid::parse(b"0b99ef11-4b79-4cd0-9730-b5a0e8c4a8c0").unwrap();
+        let p = Uuid::parse(b"11111111-2222-3333-4444-555555555555").unwrap();
+        std::fs::create_dir_all(b.path().join(".glusterfs/0b/99")).unwrap();
+        std::os::unix::fs::symlink(
+            "../../11/11/11111111-2222-3333-4444-555555555555/na\u{e9}me",
+            b.path().join(".glusterfs/0b/99/0b99ef11-4b79-4cd0-9730-b5a0e8c4a8c0"),
+        )
+        .unwrap();
+        assert_eq!(dir_entry(b.path(), &g), Some((p, "na\u{e9}me".as_bytes().to_vec())));
+        assert_eq!(dir_entry(b.path(), &p), None);
+    }
+}

@@ -30,6 +30,7 @@ fn main() {
             trial("replica_sets_sync_once_each_and_fail_over", fx, replicated),
             trial("xsync_crawl_checkpoint_reconcile_and_history_gap", fx, crawls),
             trial("meta_volume_locks_elect_one_worker_per_set", fx, meta_volume),
+            trial("bad_input_is_named_in_status_without_a_crash_loop", fx, bad_input),
         ]
     })
 }
@@ -273,6 +274,81 @@ fn crawl_then_live(fx: &Fixture) {
         }
     }
     converge(&p, &s, &sess, &mut child, Duration::from_secs(120));
+
+    // Crash-only, every process of the data path in turn: the agent, the
+    // secondary server, the ssh that carries it, and rsync, each SIGKILLed
+    // in the middle of a workload. Nothing is lost, no mount is left.
+    let procs = |want: &dyn Fn(&[&[u8]]) -> bool| -> Vec<u32> {
+        fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| {
+                let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+                let cmd = fs::read(e.path().join("cmdline")).ok()?;
+                let args: Vec<&[u8]> = cmd.split(|&b| b == 0).collect();
+                want(&args).then_some(pid)
+            })
+            .collect()
+    };
+    let has = |args: &[&[u8]], w: &str| args.iter().any(|a| a.windows(w.len()).any(|x| x == w.as_bytes()));
+    let pname = p.name.clone();
+    let sname = format!("::{}", s.name);
+    type Want<'a> = Box<dyn Fn(&[&[u8]]) -> bool + 'a>;
+    let targets: [(&str, Want<'_>); 4] = [
+        ("agent", Box::new(|a: &[&[u8]]| has(a, "agent") && has(a, "e2e") && has(a, "--brick"))),
+        (
+            "secondary",
+            Box::new(|a: &[&[u8]]| {
+                a.first().is_some_and(|x| !has(&[x], "ssh")) && has(a, "secondary") && has(a, &sname) && has(a, &pname)
+            }),
+        ),
+        (
+            "ssh",
+            Box::new(|a: &[&[u8]]| {
+                a.first().is_some_and(|x| x.ends_with(b"ssh")) && has(a, "secondary") && has(a, &sname)
+            }),
+        ),
+        ("rsync", Box::new(|a: &[&[u8]]| a.first().is_some_and(|x| x.ends_with(b"rsync")) && has(a, "receive rsync"))),
+    ];
+    for (what, want) in &targets {
+        let dir = m.join(format!("kill-{what}"));
+        fs::create_dir(&dir).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut i = 0;
+        let killed = loop {
+            for _ in 0..50 {
+                write(&dir.join(format!("f{i}")), &vec![b'k'; 8192]);
+                i += 1;
+            }
+            let pids = procs(want.as_ref());
+            if !pids.is_empty() {
+                for pid in &pids {
+                    let _ = kill(Pid::from_raw(*pid as i32), Signal::SIGKILL);
+                }
+                break pids;
+            }
+            assert!(Instant::now() < deadline, "no {what} process to kill");
+        };
+        for _ in 0..200 {
+            write(&dir.join(format!("f{i}")), &vec![b'k'; 8192]);
+            i += 1;
+        }
+        eprintln!("killed {what} {killed:?} after {i} files");
+        converge(&p, &s, &sess, &mut child, Duration::from_secs(120));
+    }
+    // The killed servers' mounts went with them (in their private mount
+    // namespaces): one glusterfs client of the secondary is left, the live
+    // server's.
+    let clients = || {
+        procs(&|a: &[&[u8]]| {
+            a.first().is_some_and(|x| x.ends_with(b"glusterfs")) && has(a, &s.name) && has(a, "aux-gfid")
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while clients().len() > 1 {
+        assert!(Instant::now() < deadline, "secondary mounts left behind: {:?}", clients());
+        std::thread::sleep(Duration::from_millis(200));
+    }
 
     // Failure ledger: a file that grows while it is sent does not arrive
     // whole; it is recorded before stime moves, retried, and synced once it
@@ -530,4 +606,50 @@ fn meta_volume(fx: &Fixture) {
     converge(&p, &s, &sess, &mut child, Duration::from_secs(90));
     let _ = Command::new("gluster").args(["--mode=script", "volume", "start", &p.name, "force"]).output();
     stop(&sess, child);
+}
+
+/// An unreachable secondary, a wrong secondary volume, a primary without
+/// changelog: each is named (with its fix) in the brick's status and the
+/// log, the worker is retried with backoff, and stopping leaves nothing.
+fn bad_input(fx: &Fixture) {
+    use support::cluster::{Shape, Side};
+    let (p, s) = fx.pair(Shape::Single);
+    let plain = fx.volume("no-changelog", Shape::Single, Side::Secondary);
+    let secondary = s.name.clone();
+    type Edit = Box<dyn Fn(String) -> String>;
+    let cases: [(&str, &Volume, Edit, &[&str]); 3] = [
+        (
+            "unreachable",
+            &p,
+            Box::new(|t: String| {
+                let port = t.lines().find(|l| l.starts_with("ssh-port = ")).unwrap().to_owned();
+                t.replace(&port, "ssh-port = 1")
+            }),
+            &["ssh", "Connection refused"],
+        ),
+        (
+            "novol",
+            &p,
+            Box::new(move |t: String| t.replace(&format!("::{secondary}"), "::no-such-volume")),
+            &["no-such-volume"],
+        ),
+        ("nochangelog", &plain, Box::new(|t: String| t), &["changelog.changelog is off", "gluster volume set"]),
+    ];
+    for (name, primary, edit, words) in cases {
+        let sess = Session::new(fx, name, primary, &s);
+        let f = sess.dir.path().join(format!("{name}.toml"));
+        fs::write(&f, edit(fs::read_to_string(&f).unwrap())).unwrap();
+        let child = sess.start();
+        let st = sess.wait_status(&primary.bricks[0], "the failure", |v| {
+            v["worker_status"] == "Faulty"
+                && v["last_error"].as_str().is_some_and(|e| words.iter().all(|w| e.contains(w)))
+        });
+        eprintln!("{name}: {}", st["last_error"]);
+        assert!(st["failed_phase"].as_str().is_some_and(|p| !p.is_empty()), "{name}: {st}");
+        // Retried with backoff, not in a tight loop.
+        std::thread::sleep(Duration::from_secs(3));
+        let restarts = sess.status(&primary.bricks[0])["restarts"].as_u64().unwrap();
+        assert!(restarts <= 4, "{name}: {restarts} restarts in a few seconds\n{}", sess.log_text());
+        stop(&sess, child);
+    }
 }

@@ -288,6 +288,11 @@ fn watch(dir: &Path, tx: &mpsc::Sender<Ev>) {
 
 pub fn run(_config_dir: &Path, args: &BrickArgs) -> anyhow::Result<()> {
     let link = Link::connect(Role::Agent)?;
+    let r = serve(args, &link);
+    link.report(r)
+}
+
+fn serve(args: &BrickArgs, link: &Link) -> anyhow::Result<()> {
     link.send(&ToSupervisor::Phase("connecting to the worker".into()))?;
     let feed = crate::proto::changelog::connect(Role::Agent)?;
     let dir = ChangelogDir::new(&args.brick);

@@ -49,7 +49,10 @@ pub enum MountError {
         #[source]
         source: io::Error,
     },
-    #[error("mounting volume {volume} failed ({status}){stderr}")]
+    #[error(
+        "mounting volume {volume} failed ({status}){stderr}; check that it exists and is started \
+         (`gluster volume status {volume}`), and the client log"
+    )]
     Failed { volume: String, status: String, stderr: String },
     #[error("mounting volume {volume} did not finish within {secs} s (connection-timeout)")]
     Timeout { volume: String, secs: u64 },
@@ -386,8 +389,9 @@ impl Entered {
 }
 
 /// `gsyncd mount-guard`: reads the protocol on `fd` until end-of-file and
-/// cleans up if the parent did not say it is done. Returns what it did.
-pub fn guard_main(fd: OwnedFd, mounter: &Mounter, command_dir: &Path) -> io::Result<Option<PathBuf>> {
+/// cleans up if the parent did not say it is done. Returns what it did:
+/// the mount point, and whether a mount was there to unmount.
+pub fn guard_main(fd: OwnedFd, mounter: &Mounter, command_dir: &Path) -> io::Result<Option<(PathBuf, bool)>> {
     let mut msg = Vec::new();
     // End-of-file comes when the parent closes the pipe or dies.
     File::from(fd).read_to_end(&mut msg)?;
@@ -409,7 +413,7 @@ pub fn guard_main(fd: OwnedFd, mounter: &Mounter, command_dir: &Path) -> io::Res
             _ => {}
         }
     }
-    Ok(Some(mp))
+    Ok(Some((mp, mounted)))
 }
 
 #[cfg(test)]
@@ -484,7 +488,7 @@ mod tests {
         assert_eq!(run(&done), None);
         assert!(mp.exists());
         // The parent died before mounting: the directory goes.
-        assert_eq!(run(&msg), Some(mp.clone()));
+        assert_eq!(run(&msg), Some((mp.clone(), false)));
         assert!(!mp.exists());
         assert_eq!(run(b""), None);
     }

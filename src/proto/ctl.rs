@@ -29,6 +29,9 @@ pub enum ToSupervisor {
     Fatal(String),
     /// A worker's replication status (sent when it changes).
     Status(Box<super::status::BrickStatus>),
+    /// The child stops because of this error (its whole chain); a restart
+    /// may cure it. Shown as the brick's last error.
+    Failed(String),
 }
 
 /// Supervisor to child.
@@ -102,6 +105,15 @@ impl Link {
             })
             .map_err(LinkError::NoCtl)?;
         Ok(link)
+    }
+
+    /// Passes `r` through; an error is first told to the supervisor (the
+    /// process is about to exit with it).
+    pub fn report<T>(&self, r: anyhow::Result<T>) -> anyhow::Result<T> {
+        if let Err(e) = &r {
+            let _ = self.send(&ToSupervisor::Failed(format!("{e:#}")));
+        }
+        r
     }
 
     /// Sends a message to the supervisor.

@@ -401,8 +401,14 @@ pub fn mount_guard(a: &MountGuardArgs) -> anyhow::Result<()> {
     } else {
         Mounter::Direct { dir: PathBuf::new() }
     };
-    if let Some(mp) = auxmount::guard_main(fd, &mounter, &a.command_dir).context("mount guard")? {
-        warn!(mount_point = %mp.display(), "the process that mounted here died before cleaning up; removed it");
+    match auxmount::guard_main(fd, &mounter, &a.command_dir).context("mount guard")? {
+        Some((mp, true)) => {
+            warn!(mount_point = %mp.display(), "the process that mounted here died before cleaning up; unmounted it")
+        }
+        Some((mp, false)) => {
+            debug!(mount_point = %mp.display(), "a mount that did not complete; removed its mount point")
+        }
+        None => {}
     }
     Ok(())
 }

@@ -101,6 +101,8 @@ struct Proc {
     last_heartbeat: Instant,
     ready: bool,
     phase: String,
+    /// The error it said it stops with.
+    error: Option<String>,
 }
 
 /// The lifecycle of a supervised unit (the monitor, or a brick's pair).
@@ -312,7 +314,16 @@ impl Supervisor {
             .map_err(spawn_err)?;
         info!(child = %label, pid = pid.as_raw(), "started");
         let now = Instant::now();
-        Ok(Proc { id, pid, ctl: s, started: now, last_heartbeat: now, ready: false, phase: "starting".into() })
+        Ok(Proc {
+            id,
+            pid,
+            ctl: s,
+            started: now,
+            last_heartbeat: now,
+            ready: false,
+            phase: "starting".into(),
+            error: None,
+        })
     }
 
     /// Starts every process of a unit (a brick's agent and worker share a
@@ -414,8 +425,13 @@ impl Supervisor {
                     unit.state = State::Running;
                 }
             }
+            ToSupervisor::Failed(e) => {
+                warn!(child = %kind.label(), phase = %p.phase, error = %e, "child stops with an error");
+                p.error = Some(e);
+            }
             ToSupervisor::Fatal(reason) => {
                 error!(child = %kind.label(), reason = %reason, "child stops: needs attention");
+                p.error = Some(reason.clone());
                 p.phase = format!("fatal: {reason}");
             }
             ToSupervisor::Plan(plan) => self.apply_plan(plan),
@@ -535,7 +551,10 @@ impl Supervisor {
             st.worker_status = status::FAULTY.into();
             st.crawl_status = status::NA.into();
             (st.entry, st.data, st.meta) = (0, 0, 0);
-            st.last_error = format!("{} {status}", kind.label());
+            st.last_error = match &p.error {
+                Some(e) => format!("{} {status}: {e}", kind.label()),
+                None => format!("{} {status}", kind.label()),
+            };
             st.last_error_time = unix_now();
             st.failed_phase.clone_from(&p.phase);
             self.relay_status(&b);

@@ -586,6 +586,32 @@ enum Ev {
     Stop,
 }
 
+/// What the primary volume must be for this worker to sync it; each
+/// problem is named with its fix.
+fn preflight(vol: &crate::gluster::volinfo::Volume, s: &Settings) -> Result<(), String> {
+    let on = |k: &str| vol.option(k).is_some_and(|v| ["on", "true", "yes", "enable", "1"].contains(&v));
+    let v = &vol.name;
+    if !vol.is_started() {
+        return Err(format!(
+            "the primary volume {v} is not started (it is {}): start it with `gluster volume start {v}`",
+            vol.status
+        ));
+    }
+    if !s.xsync && !on("changelog.changelog") {
+        return Err(format!(
+            "changelog.changelog is off on the primary volume {v}, so its changes are not journaled: turn it on \
+             with `gluster volume set {v} changelog.changelog on` (or set change-detector xsync)"
+        ));
+    }
+    if !on("geo-replication.indexing") {
+        return Err(format!(
+            "geo-replication.indexing is off on the primary volume {v} (crawls and sync times need it): turn it \
+             on with `gluster volume set {v} geo-replication.indexing on`"
+        ));
+    }
+    Ok(())
+}
+
 fn local_node() -> String {
     nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "localhost".into())
 }
@@ -611,6 +637,12 @@ pub fn run(config_dir: &Path, args: &WorkerArgs) -> anyhow::Result<()> {
             return Err(e);
         }
     };
+    let r = serve(config_dir, args, &s, &link);
+    link.report(r)
+}
+
+fn serve(config_dir: &Path, args: &WorkerArgs, s: &Settings, link: &Link) -> anyhow::Result<()> {
+    let session = &args.brick.session;
     link.send(&ToSupervisor::Phase("connecting to the agent".into()))?;
     let feed = crate::proto::changelog::connect(Role::Worker)?;
 
@@ -618,6 +650,10 @@ pub fn run(config_dir: &Path, args: &WorkerArgs) -> anyhow::Result<()> {
     let gluster = s.gluster_command_dir.join("gluster");
     let cli: Vec<&str> = s.gluster_cli_options.iter().map(String::as_str).collect();
     let pvol = gcli::volume_info(&gluster, &cli, &s.primary)?;
+    if let Err(why) = preflight(&pvol, s) {
+        let _ = link.send(&ToSupervisor::Fatal(why.clone()));
+        anyhow::bail!(why);
+    }
 
     link.send(&ToSupervisor::Phase("mounting the primary volume".into()))?;
     let exe = std::env::current_exe().context("cannot find this program's path")?;
@@ -633,7 +669,7 @@ pub fn run(config_dir: &Path, args: &WorkerArgs) -> anyhow::Result<()> {
     let mounted = auxmount::mount_and_enter(&opts, &Mounter::Direct { dir: s.run_dir.join("mnt") }, &exe)?;
 
     link.send(&ToSupervisor::Phase("connecting to the secondary".into()))?;
-    let sec = transport::connect(&s, &local_node(), pvol.distribution_count())?;
+    let sec = transport::connect(s, &local_node(), pvol.distribution_count())?;
     let sv_id = sec.client.volume_id().context("cannot learn the secondary volume's id")?;
     let prefix = keys::session_prefix(&pvol.id, &sv_id);
     transport::keep_alive(&sec.client, s.secondary_timeout);
@@ -657,11 +693,11 @@ pub fn run(config_dir: &Path, args: &WorkerArgs) -> anyhow::Result<()> {
         value: 0,
     };
     let r = Replicator {
-        s: &s,
+        s,
         client: &sec.client,
         pid: sec.pid,
         prefix,
-        link: &link,
+        link,
         ledger,
         since: Cell::new(0),
         sent: RefCell::new(None),

@@ -102,6 +102,13 @@ pub fn connect(s: &Settings, primary_node: &str, dist_count: u32) -> Result<Seco
         std::thread::spawn(move || {
             for line in BufReader::new(err).lines().map_while(Result::ok) {
                 info!(target: "secondary", "secondary: {line}");
+                // Errors name the failure; the secondary's routine log does not.
+                let mut w = line.split_whitespace();
+                if w.next().is_some_and(|t| t.ends_with('Z') && t.contains('T'))
+                    && w.next().is_some_and(|l| ["INFO", "DEBUG", "TRACE"].contains(&l))
+                {
+                    continue;
+                }
                 let mut t = tail.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 t.push(line);
                 if t.len() > 5 {

@@ -58,6 +58,11 @@ pub enum LogTarget {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// List the failure ledger (what could not be synced), and retry or
+    /// forget its items.
+    #[command(subcommand)]
+    Failures(FailuresCmd),
+
     /// Show and change a session's options.
     #[command(subcommand)]
     Config(ConfigCmd),
@@ -211,6 +216,49 @@ pub struct CreateArgs {
     /// use it (repeatable; validated as `gsyncd config set`).
     #[arg(long = "set", value_name = "NAME=VALUE")]
     pub set: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FailuresCmd {
+    /// Every item of the session's failure ledgers: brick, GFID, operation,
+    /// path, errno, first and last seen, attempts, next attempt.
+    List(FailuresListArgs),
+    /// Try items again at the next batch instead of after their backoff.
+    Retry(FailuresPickArgs),
+    /// Drop items from the ledger: they will not be tried again, and no
+    /// longer hold a checkpoint back. Needs --yes.
+    Forget(FailuresForgetArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FailuresListArgs {
+    /// Session name.
+    pub session: String,
+    /// Print JSON (an object with "version": 1 and "items").
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct FailuresPickArgs {
+    /// Session name.
+    pub session: String,
+    /// The item's GFID.
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub gfid: Option<String>,
+    /// Every item.
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct FailuresForgetArgs {
+    #[command(flatten)]
+    pub pick: FailuresPickArgs,
+    /// Confirm: the items are dropped for good (their changes are not
+    /// synced unless the primary changes them again).
+    #[arg(long)]
+    pub yes: bool,
 }
 
 #[derive(Debug, Args)]

@@ -23,6 +23,7 @@ fn role_name(c: &Command) -> &'static str {
         Command::CleanupMounts(_) => "cleanup-mounts",
         Command::Create(_) => "create",
         Command::Delete(_) => "delete",
+        Command::Failures(_) => "failures",
         Command::Supervise(_) => "supervise",
         Command::Monitor(_) => "monitor",
         Command::Agent(_) => "agent",
@@ -43,6 +44,7 @@ fn session_of(c: &Command) -> Option<&str> {
         Command::Config(ConfigCmd::Import(a)) => Some(&a.session),
         Command::Create(a) => Some(&a.session),
         Command::Delete(a) => Some(&a.session),
+        Command::Failures(c) => Some(gsyncd::cmd::failures::session_of(c)),
         Command::Supervise(a) => Some(&a.session),
         Command::Monitor(a) => Some(&a.session),
         Command::Agent(a) => Some(&a.session),
@@ -72,6 +74,9 @@ fn exit_for(err: &anyhow::Error) -> Exit {
             return e.exit();
         }
         if let Some(e) = cause.downcast_ref::<DeleteError>() {
+            return e.exit();
+        }
+        if let Some(e) = cause.downcast_ref::<gsyncd::cmd::failures::FailuresError>() {
             return e.exit();
         }
         if let Some(PidFileError::Running { .. }) = cause.downcast_ref::<PidFileError>() {
@@ -116,7 +121,7 @@ fn main() -> ExitCode {
         session_level: match &cli.command {
             Command::Secondary(a) => a.secondary_log_level.as_deref(),
             _ if configured.is_some() => configured.as_deref(),
-            _ => matches!(role, "config" | "changelog" | "create" | "delete").then_some("WARNING"),
+            _ => matches!(role, "config" | "changelog" | "create" | "delete" | "failures").then_some("WARNING"),
         },
         target: cli.global.log_target,
         role,

@@ -207,16 +207,14 @@ fn groff_finds_nothing_to_warn_about() {
     if Command::new("groff").arg("--version").output().is_err() {
         panic!("groff is not installed (package groff-base); scripts/test.sh installs it");
     }
-    for page in [
-        "gsyncd.8",
-        "gsyncd-config.8",
-        "gsyncd-changelog.8",
-        "gsyncd-cleanup-mounts.8",
-        "gsyncd-secondary.8",
-        "gsyncd-create.8",
-        "gsyncd-delete.8",
-        "gsyncd.toml.5",
-    ] {
+    let mut pages: Vec<String> = fs::read_dir(man(""))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".8") || n.ends_with(".5"))
+        .collect();
+    pages.sort();
+    assert!(pages.len() >= 8, "{pages:?}");
+    for page in &pages {
         let o = Command::new("groff").args(["-man", "-ww", "-z"]).arg(man(page)).output().unwrap();
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(o.status.success() && err.trim().is_empty(), "groff on {page}:\n{err}");

@@ -231,6 +231,9 @@ fn crawl_then_live(fx: &Fixture) {
     xattr::set(m.join("live/trunc"), "user.tag", b"one").unwrap();
     xattr::set(m.join("live/f-hard"), "user.tag", b"two").unwrap();
     xattr::set(m.join("live/f-hard"), "user.tag", b"three").unwrap();
+    xattr::set(m.join("live/x"), "user.dir", b"on a directory").unwrap();
+    xattr::set(m.join("live/x"), "user.gone", b"removed before it is synced").unwrap();
+    xattr::remove(m.join("live/x"), "user.gone").unwrap();
     for name in [&b"with space"[..], b"new\nline", b"per%cent", b"latin1 \xe9"] {
         write(&m.join("live").join(OsStr::from_bytes(name)), name);
     }
@@ -438,7 +441,10 @@ fn replicated(fx: &Fixture) {
         fs::rename(m.join(format!("r/a/f{i}")), m.join(format!("r/a/b/g{i}"))).unwrap();
     }
     write(&m.join("r/new"), b"live");
+    // With the tar engine too, and on a directory: xattrs travel with the
+    // metadata.
     xattr::set(m.join("r/new"), "user.engine", b"tar").unwrap();
+    xattr::set(m.join("r/a"), "user.dir", b"yes").unwrap();
     fs::create_dir(m.join("r/gone-dir")).unwrap();
     converge(&p, &s, &sess, &mut child, Duration::from_secs(90));
 

@@ -643,10 +643,10 @@ fn meta(fx: &Fixture) {
     let fails = s
         .c()
         .meta_ops(vec![
-            MetaOp { go: go(&f), stat: st },
-            MetaOp { go: go(&l), stat: lst },
+            MetaOp { go: go(&f), stat: st, xattrs: None },
+            MetaOp { go: go(&l), stat: lst, xattrs: None },
             // A gfid that is gone is skipped, not a failure.
-            MetaOp { go: go(&gfid()), stat: st },
+            MetaOp { go: go(&gfid()), stat: st, xattrs: None },
         ])
         .unwrap();
     assert!(fails.is_empty(), "{fails:?}");
@@ -1040,9 +1040,9 @@ fn differential(fx: &Fixture) {
     let go = |gf: &Gfid| [b".gfid/".as_slice(), &gf.canonical()].concat();
     let meta_st = Stat { uid: 7, gid: 8, mode: 0o100_640, ..stat(0, 0, 0) };
     let meta = vec![
-        MetaOp { go: go(&f1), stat: meta_st },
-        MetaOp { go: go(&r2), stat: Stat { mode: 0o120_777, ..meta_st } },
-        MetaOp { go: go(&g[15]), stat: meta_st },
+        MetaOp { go: go(&f1), stat: meta_st, xattrs: None },
+        MetaOp { go: go(&r2), stat: Stat { mode: 0o120_777, ..meta_st }, xattrs: None },
+        MetaOp { go: go(&g[15]), stat: meta_st, xattrs: None },
     ];
 
     // Ours.

@@ -46,6 +46,9 @@ struct Feed {
     cursor: u64,
     inflight: VecDeque<u64>,
     pending: VecDeque<HtimeEntry>,
+    /// Changelogs that start a newer index (a journal gap before them).
+    gaps: std::collections::BTreeSet<u64>,
+    generation: u32,
 }
 
 /// The agent's state, apart from its channels (so that it can be tested).
@@ -93,10 +96,16 @@ impl Agent {
                 info!(start, end, answer = ?answer, "history");
                 vec![ToWorker::History(answer)]
             }
-            ToAgent::Feed { after } => {
+            ToAgent::Feed { after, generation } => {
                 info!(after, "feed requested");
                 self.tail = HtimeTail::new(self.dir.clone());
-                self.feed = Some(Feed { cursor: after, inflight: VecDeque::new(), pending: VecDeque::new() });
+                self.feed = Some(Feed {
+                    generation,
+                    cursor: after,
+                    inflight: VecDeque::new(),
+                    pending: VecDeque::new(),
+                    gaps: Default::default(),
+                });
                 self.pump()
             }
             ToAgent::Ack { ts } => {
@@ -127,6 +136,7 @@ impl Agent {
                     }
                     self.last_index = self.last_index.max(e.ts);
                 }
+                f.gaps.extend(self.tail.take_switches());
                 enqueue(f, new);
             }
             Err(HtimeError::Io { path, source }) => {
@@ -165,6 +175,7 @@ impl Agent {
                     out.push(ToWorker::Stalled { since: oldest });
                     self.tail = HtimeTail::new(self.dir.clone());
                     if let Ok(all) = self.tail.poll() {
+                        f.gaps.extend(self.tail.take_switches());
                         enqueue(f, all);
                     }
                 }
@@ -181,7 +192,14 @@ impl Agent {
         while f.inflight.len() < WINDOW {
             let Some(e) = f.pending.pop_front() else { break };
             let msg = match read(&self.dir, &e) {
-                Ok(c) => c,
+                Ok(mut c) => {
+                    c.generation = f.generation;
+                    if f.gaps.remove(&e.ts) {
+                        warn!(ts = e.ts, "a newer changelog index starts here: changelog was off before it");
+                        c.gap_before = true;
+                    }
+                    c
+                }
                 Err(why) => {
                     error!("{why}");
                     self.feed = None;
@@ -240,7 +258,15 @@ fn count(v: &[HtimeEntry]) -> u32 {
 
 /// One listed changelog, parsed.
 fn read(dir: &ChangelogDir, e: &HtimeEntry) -> Result<Changelog, String> {
-    let mut c = Changelog { ts: e.ts, path: e.path.clone(), records: Vec::new(), missing: false, size: 0 };
+    let mut c = Changelog {
+        ts: e.ts,
+        path: e.path.clone(),
+        records: Vec::new(),
+        missing: false,
+        size: 0,
+        gap_before: false,
+        generation: 0,
+    };
     if e.empty {
         return Ok(c);
     }
@@ -418,7 +444,7 @@ mod tests {
         }
         let mut a = Agent::new(ChangelogDir::new(b.dir.path()));
         // After 1015 + 2*15: the rest, at most WINDOW at once.
-        let first = changelogs(&a.handle(ToAgent::Feed { after: 1045 }));
+        let first = changelogs(&a.handle(ToAgent::Feed { after: 1045, generation: 1 }));
         assert_eq!(first.len(), WINDOW);
         assert_eq!(first[0], (1060, 0, false), "an empty changelog is fed, with no records");
         assert_eq!(first[1], (1075, 2, false), "a data record and a create");
@@ -433,7 +459,18 @@ mod tests {
         assert_eq!(changelogs(&a.pump()), [(1400, 3, false)]);
         b.roll(1500, 1515, 1);
         b.roll(1500, 1530, 0);
-        assert_eq!(changelogs(&a.pump()), [(1515, 2, false), (1530, 0, false)]);
+        let out = a.pump();
+        assert_eq!(changelogs(&out), [(1515, 2, false), (1530, 0, false)]);
+        // A newer index (changelog off, then on): the worker must crawl the
+        // span before its first changelog.
+        let gaps: Vec<bool> = out
+            .iter()
+            .map(|m| match m {
+                ToWorker::Changelog(c) => c.gap_before,
+                _ => false,
+            })
+            .collect();
+        assert_eq!(gaps, [true, false]);
         assert!(a.pump().is_empty());
     }
 
@@ -459,11 +496,11 @@ mod tests {
         // A listed changelog that was removed is fed as missing.
         let (y, m, d) = crate::gluster::htime::civil_from_days(1030 / 86_400);
         fs::remove_file(b.root().join(format!("{y:04}/{m:02}/{d:02}/CHANGELOG.1030"))).unwrap();
-        let c = changelogs(&a.handle(ToAgent::Feed { after: 1015 }));
+        let c = changelogs(&a.handle(ToAgent::Feed { after: 1015, generation: 1 }));
         assert_eq!(c[0], (1030, 0, true));
         // A corrupt one breaks the feed, with the reason.
         fs::write(b.root().join(format!("{y:04}/{m:02}/{d:02}/CHANGELOG.1045")), b"garbage\n").unwrap();
-        let out = a.handle(ToAgent::Feed { after: 1030 });
+        let out = a.handle(ToAgent::Feed { after: 1030, generation: 1 });
         assert!(matches!(&out[0], ToWorker::Broken(why) if why.contains("CHANGELOG.1045")), "{out:?}");
     }
 
@@ -474,7 +511,7 @@ mod tests {
             b.roll(1000, 1015 + i * 15, 1);
         }
         let mut a = Agent::new(ChangelogDir::new(b.dir.path()));
-        let fed = changelogs(&a.handle(ToAgent::Feed { after: 1000 }));
+        let fed = changelogs(&a.handle(ToAgent::Feed { after: 1000, generation: 1 }));
         assert_eq!(fed.len(), 4);
         a.handle(ToAgent::Ack { ts: 1060 });
         // The translator wrote two more changelogs but the index never
@@ -530,7 +567,7 @@ mod tests {
     fn no_index_yet_is_waited_for() {
         let dir = tempfile::tempdir().unwrap();
         let mut a = Agent::new(ChangelogDir::new(dir.path()));
-        assert!(a.handle(ToAgent::Feed { after: 0 }).is_empty());
+        assert!(a.handle(ToAgent::Feed { after: 0, generation: 1 }).is_empty());
         assert!(a.pump().is_empty());
     }
 }

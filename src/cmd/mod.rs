@@ -5,6 +5,7 @@ pub mod changelog;
 pub mod cleanup;
 pub mod config;
 pub mod create;
+pub mod failures;
 
 use crate::cli::{Cli, Command};
 
@@ -17,6 +18,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::CleanupMounts(a) => cleanup::run(&config_dir, &a),
         Command::Create(a) => create::create(&config_dir, &a),
         Command::Delete(a) => create::delete(&config_dir, &a),
+        Command::Failures(c) => failures::run(&config_dir, c),
         Command::Supervise(a) => crate::supervisor::run(&config_dir, &a),
         Command::Monitor(a) => crate::monitor::run(&config_dir, &a),
         Command::Agent(a) => crate::agent::run(&config_dir, &a),

@@ -252,11 +252,22 @@ pub struct HtimeTail {
     dir: ChangelogDir,
     /// The file being followed (its creation time) and how far it was read.
     at: Option<(u64, u64)>,
+    /// Moved on to a newer file whose first entry is not read yet.
+    pending_switch: bool,
+    /// Rollover times of the first entries of newer files: changelog was
+    /// off before each (a span without journal).
+    switches: Vec<u64>,
 }
 
 impl HtimeTail {
     pub fn new(dir: ChangelogDir) -> HtimeTail {
-        HtimeTail { dir, at: None }
+        HtimeTail { dir, at: None, pending_switch: false, switches: Vec::new() }
+    }
+
+    /// The first entries of newer index files read since the last call: a
+    /// span before each was not journaled.
+    pub fn take_switches(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.switches)
     }
 
     /// New entries, oldest first.
@@ -268,7 +279,11 @@ impl HtimeTail {
             let from = match self.at {
                 Some((c, _)) if created < c => continue,
                 Some((c, off)) if created == c => off,
-                _ => 0,
+                Some(_) => {
+                    self.pending_switch = true;
+                    0
+                }
+                None => 0,
             };
             let io = |source| HtimeError::Io { path: path.clone(), source };
             let mut f = fs::File::open(&path).map_err(io)?;
@@ -281,6 +296,12 @@ impl HtimeTail {
                 offset: offset + from as usize,
                 problem,
             })?;
+            if self.pending_switch
+                && let Some(first) = entries.first()
+            {
+                self.switches.push(first.ts);
+                self.pending_switch = false;
+            }
             out.extend(entries);
             self.at = Some((created, from + consumed as u64));
         }

@@ -29,7 +29,7 @@ pub enum ToAgent {
     History { start: u64, end: u64 },
     /// Stream every changelog rolled over after `after` (exclusive), oldest
     /// first, history then live. Replaces any earlier feed.
-    Feed { after: u64 },
+    Feed { after: u64, generation: u32 },
     /// Every changelog up to `ts` is done with.
     Ack { ts: u64 },
 }
@@ -84,6 +84,12 @@ pub struct Changelog {
     pub missing: bool,
     /// Its size on disk (what `changelog-batch-size` counts).
     pub size: u64,
+    /// The first changelog of a newer index: changelog was off before it,
+    /// and what changed meanwhile was not journaled (the worker crawls).
+    pub gap_before: bool,
+    /// The feed it belongs to (its [`ToAgent::Feed`]'s): a worker that asked
+    /// for a new feed drops what is still in flight of an older one.
+    pub generation: u32,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -217,12 +217,34 @@ pub struct EntryFailure {
 pub struct MetaOp {
     pub go: Vec<u8>,
     pub stat: Stat,
+    /// The primary's extended attributes in the replicated namespaces:
+    /// set on the secondary, and those of these namespaces it has beyond
+    /// them removed. `None`: leave its xattrs alone.
+    pub xattrs: Option<Xattrs>,
+}
+
+/// Extended attributes of the namespaces replication copies.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Xattrs {
+    /// `user.*` (sync-xattrs).
+    pub user: bool,
+    /// `system.posix_acl_access` and `system.posix_acl_default` (sync-acls).
+    pub acls: bool,
+    /// Names and values, of those namespaces only.
+    pub values: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// Whether an xattr name is in the namespaces that replication copies.
+pub fn replicated_xattr(name: &[u8], user: bool, acls: bool) -> bool {
+    (user && name.starts_with(b"user."))
+        || (acls && (name == b"system.posix_acl_access" || name == b"system.posix_acl_default"))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MetaStep {
     Chmod,
     Utime,
+    Xattr,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -426,7 +448,12 @@ impl Client {
     }
 
     pub fn keep_alive(&self, mark: Option<VolumeMark>) -> Result<u64, ClientError> {
-        match self.call(Call::KeepAlive(mark), None)? {
+        self.keep_alive_within(mark, None)
+    }
+
+    /// A keep-alive that gives up after `timeout`.
+    pub fn keep_alive_within(&self, mark: Option<VolumeMark>, timeout: Option<Duration>) -> Result<u64, ClientError> {
+        match self.call(Call::KeepAlive(mark), timeout)? {
             Answer::KeepAlive(n) => Ok(n),
             a => Err(ClientError::Unexpected { call: "KeepAlive", found: answer_name(&a) }),
         }

@@ -44,7 +44,7 @@ use crate::gluster::uuid::{Gfid, Uuid};
 use crate::gluster::xattr::{self as gx, keys};
 use crate::proto::rpc::{
     DirEntry, EntryFailure, EntryOp, FailureInfo, MetaFailure, MetaOp, MetaStep, Op, RemoteError, SetAttrs, StatInfo,
-    Time,
+    Time, Xattrs, replicated_xattr,
 };
 
 /// Tries of a retried call, and the pause between them (reference
@@ -749,8 +749,34 @@ pub fn meta_ops(ops: &[MetaOp]) -> Result<Vec<MetaFailure>, RemoteError> {
             }),
             Ok(()) => {}
         }
+        if let Some(want) = m.xattrs.as_ref().filter(|_| !is_link)
+            && let Err(errno) = sync_xattrs(p, want)
+        {
+            failures.push(MetaFailure { index: i as u32, op: m.clone(), errno: errno as i32, step: MetaStep::Xattr });
+        }
     }
     Ok(failures)
+}
+
+/// Makes `p`'s xattrs of the namespaces `want` covers equal to its values.
+fn sync_xattrs(p: &Path, want: &Xattrs) -> Result<(), Errno> {
+    let errno = |e: io::Error| errno_of(&e);
+    for name in xattr::list(p).map_err(errno)? {
+        let n = name.as_bytes();
+        if replicated_xattr(n, want.user, want.acls) && !want.values.iter().any(|(w, _)| w == n) {
+            match xattr::remove(p, &name) {
+                Err(e) if errno_of(&e) != ENODATA => return Err(errno_of(&e)),
+                _ => {}
+            }
+        }
+    }
+    for (n, v) in want.values.iter().filter(|(n, _)| replicated_xattr(n, want.user, want.acls)) {
+        let name = std::ffi::OsStr::from_bytes(n);
+        if xattr::get(p, name).ok().flatten().as_deref() != Some(v.as_slice()) {
+            xattr::set(p, name, v).map_err(errno)?;
+        }
+    }
+    Ok(())
 }
 
 fn checked_path(path: &[u8]) -> Result<(), RemoteError> {
@@ -854,7 +880,7 @@ mod tests {
         assert!(entry_ops(&ctx, &[r]).is_err());
         let s = EntryOp::new(Op::Symlink, g, format!(".gfid/{G}/x").into_bytes());
         assert!(entry_ops(&ctx, &[s]).unwrap_err().message.contains("without a target"));
-        let m = MetaOp { go: format!(".gfid/{G}/x").into_bytes(), stat: Default::default() };
+        let m = MetaOp { go: format!(".gfid/{G}/x").into_bytes(), stat: Default::default(), xattrs: None };
         assert!(meta_ops(&[m]).is_err());
         assert!(lstat_all(&[b"/etc".to_vec()]).is_err());
         assert!(set_attr(b"../x", &SetAttrs::default()).is_err());

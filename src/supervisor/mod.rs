@@ -164,6 +164,10 @@ struct Supervisor {
     next_id: u64,
     monitor: Unit,
     bricks: BTreeMap<Vec<u8>, Unit>,
+    /// Units of bricks that left the plan, until their processes are gone
+    /// (SIGKILLed after a grace period): a brick is not started again while
+    /// its old processes live.
+    draining: Vec<(Vec<u8>, Unit, Instant)>,
     plan: Option<Plan>,
     heartbeat: Duration,
     watchdog: Option<Duration>,
@@ -375,12 +379,22 @@ impl Supervisor {
             for p in unit.procs.values() {
                 let _ = kill(p.pid, Signal::SIGKILL);
             }
+            if unit.procs.is_empty() {
+                // Nothing will exit to be reaped: schedule the retry here.
+                let now = Instant::now();
+                let delay = unit.backoff.on_failure(now, now);
+                unit.restarts += 1;
+                let at = now + delay;
+                unit.state = if unit.backoff.at_cap() { State::Faulty { at } } else { State::Retrying { at } };
+            }
         }
         if let Some(b) = key {
             self.relay_status(b);
         }
-        if !self.ready_sent && key.is_some() {
-            // Slow starts (mounts, ssh) may exceed TimeoutStartSec.
+        let first_start = key.and_then(|b| self.bricks.get(b)).is_some_and(|u| u.restarts == 0);
+        if !self.ready_sent && first_start {
+            // Slow first starts (mounts, ssh) may exceed TimeoutStartSec;
+            // a brick that keeps failing does not keep extending it.
             let budget = u32::try_from(config_int(&self.cfg, "connection-timeout", 60) + 30).unwrap_or(90);
             notify(&[sd_notify::NotifyState::ExtendTimeoutUsec(budget.saturating_mul(1_000_000))]);
         }
@@ -459,6 +473,14 @@ impl Supervisor {
         self.update_status();
     }
 
+    /// Starts an agent and a worker for a brick of the plan.
+    fn add_brick(&mut self, b: &[u8]) {
+        let seed = b.iter().fold(self.next_id ^ 0x9e37, |h, x| h.rotate_left(5) ^ u64::from(*x));
+        let unit = Unit::new(vec![Kind::Agent(b.to_vec()), Kind::Worker(b.to_vec())], seed);
+        self.bricks.insert(b.to_vec(), unit);
+        self.start_unit(Some(b));
+    }
+
     /// Sends a brick's status to the monitor, which writes its file.
     fn relay_status(&mut self, brick: &[u8]) {
         let Some(u) = self.bricks.get_mut(brick) else { return };
@@ -484,14 +506,16 @@ impl Supervisor {
             if let Some(mut u) = self.bricks.remove(&b) {
                 info!(brick = %String::from_utf8_lossy(&b), "brick left the plan; stopping its processes");
                 stop_unit(&mut u);
+                self.draining.push((b, u, Instant::now() + RELOAD_GRACE * 5));
             }
         }
         for w in wanted {
+            if self.draining.iter().any(|(b, _, _)| *b == w.path) {
+                info!(brick = %String::from_utf8_lossy(&w.path), "brick is back in the plan; starts once its old processes are gone");
+                continue;
+            }
             if !self.bricks.contains_key(&w.path) {
-                let seed = w.path.iter().fold(self.next_id ^ 0x9e37, |h, b| h.rotate_left(5) ^ u64::from(*b));
-                let unit = Unit::new(vec![Kind::Agent(w.path.clone()), Kind::Worker(w.path.clone())], seed);
-                self.bricks.insert(w.path.clone(), unit);
-                self.start_unit(Some(&w.path));
+                self.add_brick(&w.path);
             }
         }
         self.plan = Some(plan);
@@ -500,6 +524,24 @@ impl Supervisor {
     /// A child exited: its unit's other processes are stopped and the unit
     /// restarts after its backoff.
     fn on_exit(&mut self, pid: Pid, status: &str) {
+        if let Some(n) = self.draining.iter().position(|(_, u, _)| u.procs.values().any(|p| p.pid == pid)) {
+            let (b, u, _) = &mut self.draining[n];
+            u.procs.retain(|k, p| {
+                if p.pid == pid {
+                    info!(child = %k.label(), status = %status, "exited (brick left the plan)");
+                }
+                p.pid != pid
+            });
+            if u.procs.is_empty() {
+                let b = b.clone();
+                self.draining.remove(n);
+                let wanted = self.plan.as_ref().is_some_and(|p| p.bricks.iter().any(|w| w.path == b));
+                if wanted && !self.stopping {
+                    self.add_brick(&b);
+                }
+            }
+            return;
+        }
         let stopping = self.stopping;
         let mut found = None;
         for key in std::iter::once(None).chain(self.bricks.keys().cloned().map(Some)).collect::<Vec<_>>() {
@@ -593,6 +635,14 @@ impl Supervisor {
                 }
             }
         }
+        for (_, u, deadline) in &self.draining {
+            if now >= *deadline {
+                for (k, p) in &u.procs {
+                    warn!(child = %k.label(), pid = p.pid.as_raw(), "did not stop after its brick left the plan; killing");
+                    let _ = kill(p.pid, Signal::SIGKILL);
+                }
+            }
+        }
         if let Some(wd) = self.watchdog
             && now.duration_since(self.last_watchdog) >= wd / 2
         {
@@ -664,10 +714,14 @@ impl Supervisor {
 
     /// SIGHUP: reload the session; restart the children whose options changed.
     fn reload(&mut self) {
-        notify(&[
-            sd_notify::NotifyState::Reloading,
-            sd_notify::NotifyState::monotonic_usec_now().unwrap_or(sd_notify::NotifyState::Reloading),
-        ]);
+        // RELOADING=1 ... READY=1 frames a reload for systemd; before the
+        // first READY=1 the unit is still starting and there is none.
+        if self.ready_sent {
+            notify(&[
+                sd_notify::NotifyState::Reloading,
+                sd_notify::NotifyState::monotonic_usec_now().unwrap_or(sd_notify::NotifyState::Reloading),
+            ]);
+        }
         match Config::load(&self.config_dir, &self.session) {
             Err(e) => error!(error = %e, "reload failed; keeping the running configuration"),
             Ok(new) => {
@@ -693,7 +747,9 @@ impl Supervisor {
         for p in self.monitor.procs.values_mut() {
             let _ = proto::send(&mut p.ctl, &ToChild::Replan, ctl::MAX_CTL_FRAME, "monitor");
         }
-        notify(&[sd_notify::NotifyState::Ready]);
+        if self.ready_sent {
+            notify(&[sd_notify::NotifyState::Ready]);
+        }
     }
 
     /// Reaps every exited child.
@@ -711,6 +767,7 @@ impl Supervisor {
     fn all_pids(&self) -> Vec<Pid> {
         std::iter::once(&self.monitor)
             .chain(self.bricks.values())
+            .chain(self.draining.iter().map(|(_, u, _)| u))
             .flat_map(|u| u.procs.values().map(|p| p.pid))
             .collect()
     }
@@ -832,6 +889,7 @@ pub fn run(config_dir: &Path, args: &SuperviseArgs) -> anyhow::Result<()> {
         next_id: 1,
         monitor: Unit::new(vec![Kind::Monitor], u64::from(std::process::id())),
         bricks: BTreeMap::new(),
+        draining: Vec::new(),
         plan: None,
         heartbeat: heartbeat_for(watchdog),
         watchdog,

@@ -21,46 +21,50 @@ use std::path::Path;
 
 use tracing::{debug, info, warn};
 
+use super::primary::{self, PrimaryError};
 use crate::gluster::uuid::{Gfid, Uuid};
 use crate::proto::rpc::{Client, ClientError, EntryFailure, EntryOp, Op};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConflictError {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error(transparent)]
+    Primary(#[from] PrimaryError),
+}
 
 /// Rounds of fix-then-retry, as the reference's MAX_OE_RETRIES.
 const ROUNDS: usize = 10;
 
-fn on_primary(g: &Gfid) -> Option<std::fs::Metadata> {
-    std::fs::symlink_metadata(std::ffi::OsStr::new(&format!(".gfid/{g}"))).ok()
+fn on_primary(g: &Gfid) -> primary::Res<Option<std::fs::Metadata>> {
+    primary::lstat(format!(".gfid/{g}").as_bytes())
 }
 
 /// The GFID the primary mount gives a `.gfid/<pgfid>/<name>` path.
-pub fn primary_gfid(path: &[u8]) -> Option<Gfid> {
-    use std::os::unix::ffi::OsStrExt;
-    let v = xattr::get(std::ffi::OsStr::from_bytes(path), "glusterfs.gfid.string").ok().flatten()?;
-    Uuid::parse(v.strip_suffix(b"\0").unwrap_or(&v)).ok()
+pub fn primary_gfid(path: &[u8]) -> primary::Res<Option<Gfid>> {
+    primary::gfid_at(path)
 }
 
 /// `.gfid/<pgfid>/<name>` of a directory, from the brick's `.glusterfs`
 /// symlink (`../../xx/yy/<pgfid>/<name>`).
 fn dir_entry(brick: &Path, g: &Gfid) -> Option<Vec<u8>> {
-    use std::os::unix::ffi::OsStrExt;
-    let s = g.to_string();
-    let t = std::fs::read_link(brick.join(".glusterfs").join(&s[0..2]).join(&s[2..4]).join(&s)).ok()?;
-    let t = t.as_os_str().as_bytes();
-    let mut parts = t.rsplit(|&b| b == b'/');
-    let (name, pg) = (parts.next()?, parts.next()?);
-    Uuid::parse(pg).ok()?;
-    Some([b".gfid/".as_slice(), pg, b"/", name].concat())
+    let (pg, name) = crate::gluster::backend::dir_entry(brick, g)?;
+    Some([b".gfid/".as_slice(), pg.to_string().as_bytes(), b"/", &name].concat())
 }
 
 /// Whether an entry op still describes the primary: what it creates is
 /// still there under that name, what it removes is not. A failed op that
 /// no longer does was superseded by later ones and needs no retry (a
 /// retry out of order could bring back what the primary deleted since).
-pub fn still_relevant(e: &EntryOp) -> bool {
-    match e.op {
-        Op::Create | Op::Mknod | Op::Mkdir | Op::Symlink | Op::Link => primary_gfid(&e.entry) == Some(e.gfid),
-        Op::Rename => e.entry1.as_deref().is_some_and(|d| primary_gfid(d) == Some(e.gfid)),
-        Op::Unlink | Op::Rmdir => primary_gfid(&e.entry) != Some(e.gfid),
-    }
+pub fn still_relevant(e: &EntryOp) -> primary::Res<bool> {
+    Ok(match e.op {
+        Op::Create | Op::Mknod | Op::Mkdir | Op::Symlink | Op::Link => primary_gfid(&e.entry)? == Some(e.gfid),
+        Op::Rename => match e.entry1.as_deref() {
+            Some(d) => primary_gfid(d)? == Some(e.gfid),
+            None => false,
+        },
+        Op::Unlink | Op::Rmdir => primary_gfid(&e.entry)? != Some(e.gfid),
+    })
 }
 
 fn parent_of(entry: &[u8]) -> Option<Gfid> {
@@ -69,7 +73,7 @@ fn parent_of(entry: &[u8]) -> Option<Gfid> {
 
 /// One round: the operations that remove the causes of `failures`; marks
 /// the entries that are to be dropped.
-fn fixes(failures: &[EntryFailure], entries: &mut [EntryOp], brick: &Path) -> Vec<EntryOp> {
+fn fixes(failures: &[EntryFailure], entries: &mut [EntryOp], brick: &Path) -> primary::Res<Vec<EntryOp>> {
     let mut fix = Vec::new();
     let mut drop_gfids: HashSet<Gfid> = HashSet::new();
     for f in failures {
@@ -82,19 +86,19 @@ fn fixes(failures: &[EntryFailure], entries: &mut [EntryOp], brick: &Path) -> Ve
                 _ => e.entry.clone(),
             };
             let Some(sg) = i.secondary_gfid else { continue };
-            match on_primary(&sg) {
+            match on_primary(&sg)? {
                 None => {
                     debug!(gfid = %sg, "not on the primary: removing it from the secondary");
                     let op = if i.secondary_isdir { Op::Rmdir } else { Op::Unlink };
                     fix.push(EntryOp::new(op, sg, pbname));
                     drop_gfids.insert(sg);
-                    if e.op == Op::Rename && on_primary(&e.gfid).is_none() {
+                    if e.op == Op::Rename && on_primary(&e.gfid)?.is_none() {
                         drop_gfids.insert(e.gfid);
                         fix.push(EntryOp::new(Op::Unlink, e.gfid, e.entry.clone()));
                     }
                 }
                 Some(st) => {
-                    if primary_gfid(&pbname) == Some(sg) {
+                    if primary_gfid(&pbname)? == Some(sg) {
                         // The primary has the same name with the same GFID.
                         drop_gfids.insert(e.gfid);
                         if e.op == Op::Rename {
@@ -128,7 +132,7 @@ fn fixes(failures: &[EntryFailure], entries: &mut [EntryOp], brick: &Path) -> Ve
         } else if f.errno == nix::errno::Errno::ENOENT as i32 {
             let pbname = if e.op == Op::Rename { e.entry1.clone().unwrap_or_default() } else { e.entry.clone() };
             let Some(pg) = parent_of(&pbname) else { continue };
-            match on_primary(&pg) {
+            match on_primary(&pg)? {
                 None => {
                     if let Some(x) = entries.get_mut(f.index as usize) {
                         x.skip = true;
@@ -150,7 +154,7 @@ fn fixes(failures: &[EntryFailure], entries: &mut [EntryOp], brick: &Path) -> Ve
             e.skip = true;
         }
     }
-    fix
+    Ok(fix)
 }
 
 /// Resolves what can be resolved; returns the failures that remain.
@@ -159,14 +163,14 @@ pub fn resolve(
     brick: &Path,
     entries: &mut [EntryOp],
     mut failures: Vec<EntryFailure>,
-) -> Result<Vec<EntryFailure>, ClientError> {
+) -> Result<Vec<EntryFailure>, ConflictError> {
     let mut last = (usize::MAX, usize::MAX);
     for round in 1..=ROUNDS {
         if failures.is_empty() {
             break;
         }
         let mut batch = entries.to_vec();
-        let fix = fixes(&failures, &mut batch, brick);
+        let fix = fixes(&failures, &mut batch, brick)?;
         for (x, y) in entries.iter_mut().zip(&batch) {
             x.skip |= y.skip;
         }
@@ -181,7 +185,7 @@ pub fn resolve(
             if pending.is_empty() {
                 break;
             }
-            sent = fixes(&pending, &mut sent.clone(), brick);
+            sent = fixes(&pending, &mut sent.clone(), brick)?;
         }
         failures = client.entry_ops(entries.to_vec())?;
         if failures.is_empty() {

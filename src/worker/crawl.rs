@@ -23,10 +23,12 @@
 //!   renamed away. Afterwards (unless `ignore-deletes`), every directory it
 //!   read is listed on the secondary, and a name the primary does not have
 //!   is removed when that loses nothing: its GFID is gone from the primary,
-//!   or it is a symlink (made again at once under the primary's name), or
-//!   another hard link of it remains. A directory whose GFID the primary
-//!   still has elsewhere, or a file whose last name it is, is left and
-//!   logged.
+//!   or another hard link of the file remains on the secondary. Anything
+//!   else the primary still has under another name (a directory, a
+//!   symlink, a file's last name) is left in place and logged.
+//! - **Nothing is skipped silently.** A directory that cannot be read
+//!   fails the crawl (it resumes from its checkpoint), and the primary
+//!   mount must still answer before progress is saved.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -50,7 +52,6 @@ const CRAWL_BATCH: usize = 1000;
 
 const S_IFMT: u32 = 0o170_000;
 const S_IFDIR: u32 = 0o040_000;
-const S_IFLNK: u32 = 0o120_000;
 const S_IFREG: u32 = 0o100_000;
 
 /// A crawl's durable progress.
@@ -69,8 +70,6 @@ struct Progress {
 struct Seen {
     /// Directories read (changed ones, or all).
     dirs: Vec<Gfid>,
-    /// Symlinks by GFID, as the crawl created them.
-    symlinks: BTreeMap<Gfid, EntryOp>,
 }
 
 fn progress_path(state_dir: &Path, brick: &Path) -> PathBuf {
@@ -170,6 +169,7 @@ impl Replicator<'_> {
             self.meta_phase(std::mem::take(others))?;
             self.meta_phase(files.clone())?;
             self.data_phase(std::mem::take(files))?;
+            super::primary::check()?;
             self.save_ledger()?;
             // Every directory read to its end so far has all its entries
             // in this flush or an earlier one.
@@ -181,14 +181,16 @@ impl Replicator<'_> {
         while let Some((dir, pg)) = stack.pop() {
             seen.dirs.push(pg);
             let redo = !p.done.contains(&pg);
+            // A directory that cannot be read fails the crawl (it resumes
+            // from its progress): skipping it would set stime over what it
+            // holds. One removed meanwhile is not needed.
             let rd = match std::fs::read_dir(&dir) {
                 Ok(rd) => rd,
-                Err(e) => {
-                    warn!(dir = %dir.display(), "cannot read: {e}");
-                    continue;
-                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => anyhow::bail!("cannot read {} on the brick: {e}", dir.display()),
             };
-            for d in rd.flatten() {
+            for d in rd {
+                let d = d.with_context(|| format!("cannot read {} on the brick", dir.display()))?;
                 let name = d.file_name();
                 if dir == root && (name == ".glusterfs" || name == ".trashcan") {
                     continue;
@@ -224,7 +226,6 @@ impl Replicator<'_> {
                     e = EntryOp::new(Op::Symlink, g, entry_path(&entry));
                     e.stat = Some(stat_of(&m));
                     e.link = std::fs::read_link(&path).ok().map(|p| p.into_os_string().into_vec());
-                    seen.symlinks.insert(g, e.clone());
                     if fresh {
                         others.push(g);
                     }
@@ -265,7 +266,7 @@ impl Replicator<'_> {
     fn reconcile(&self, seen: &Seen) -> anyhow::Result<()> {
         self.link.send(&ToSupervisor::Phase("reconcile".into()))?;
         let mut ops = Vec::new();
-        let mut again = Vec::new();
+        let mut links_left: BTreeMap<Gfid, u64> = BTreeMap::new();
         let (mut removed, mut kept) = (0usize, 0usize);
         for d in &seen.dirs {
             // The primary's names, read fresh (a lookup by name can answer
@@ -293,17 +294,16 @@ impl Replicator<'_> {
                     continue;
                 }
                 let name = entry_path(&Entry { parent: *d, name: e.name.clone() });
-                let alive = std::fs::symlink_metadata(os(&gfid_path(&g))).is_ok();
+                let alive = super::primary::lstat(&gfid_path(&g))?.is_some();
+                let links = links_left.entry(g).or_insert(e.nlink);
                 let op = match (e.mode & S_IFMT, alive) {
                     (S_IFDIR, false) => Op::Rmdir,
-                    (S_IFLNK, _) => {
-                        if alive && let Some(op) = seen.symlinks.get(&g) {
-                            again.push(op.clone());
-                        }
+                    (_, false) => Op::Unlink,
+                    // Another name of the file stays on the secondary.
+                    (S_IFREG, true) if *links > 1 => {
+                        *links -= 1;
                         Op::Unlink
                     }
-                    (t, false) if t != S_IFDIR => Op::Unlink,
-                    (S_IFREG, true) if e.nlink > 1 => Op::Unlink,
                     _ => {
                         kept += 1;
                         warn!(
@@ -323,7 +323,6 @@ impl Replicator<'_> {
             }
         }
         self.entry_phase(ops)?;
-        self.entry_phase(again)?;
         info!(dirs = seen.dirs.len(), removed, kept, "reconcile done");
         Ok(())
     }

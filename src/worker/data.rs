@@ -25,6 +25,10 @@ pub enum DataError {
     Fatal { code: i32, stderr: String },
     #[error(transparent)]
     Rpc(#[from] ClientError),
+    #[error(transparent)]
+    Primary(#[from] super::primary::PrimaryError),
+    #[error("the secondary answered {got} lstat results for {asked} files")]
+    ShortReply { asked: usize, got: usize },
 }
 
 fn gfid_path(g: &Gfid) -> String {
@@ -101,23 +105,14 @@ fn run_once(s: &Settings, pid: u32, gfids: &[Gfid]) -> Result<bool, DataError> {
 /// The two sides of the tar engine: `tar -c` here, and ssh running the
 /// receiving tar in the server's mount there.
 pub fn tar_argv(s: &Settings, pid: u32) -> (Vec<String>, Vec<String>) {
-    // User xattrs and ACLs as rsync's -X/-A would carry them (the
-    // reference's tar engine drops both); the gluster-internal namespaces
-    // are never copied.
-    let mut meta = Vec::new();
-    if s.sync_xattrs {
-        meta.extend(["--xattrs", "--xattrs-include=user.*"]);
-    }
-    if s.sync_acls {
-        meta.push("--acls");
-    }
-    let mut tar: Vec<String> = vec![s.tar_command.clone(), "--sparse".into()];
-    tar.extend(meta.iter().map(|x| (*x).to_owned()));
-    tar.extend(["-cf", "-", "--files-from", "-"].iter().map(|x| (*x).to_owned()));
+    // No --xattrs/--acls: with them GNU tar creates each file anew
+    // (O_EXCL), which a `.gfid/<gfid>` name refuses ("File exists"); the
+    // reference's tar engine does not carry them either.
+    let tar: Vec<String> =
+        [&s.tar_command, "--sparse", "-cf", "-", "--files-from", "-"].iter().map(|x| (*x).to_owned()).collect();
     let mut ssh = s.ssh_argv_with(&s.ssh_options_tar);
     ssh.push(s.remote());
-    let extra: String = meta.iter().map(|m| format!(" '{m}'")).collect();
-    ssh.push(format!("{} receive tar --overwrite{extra} -xf - -C /proc/{pid}/cwd", s.remote_gsyncd()));
+    ssh.push(format!("{} receive tar --overwrite -xf - -C /proc/{pid}/cwd", s.remote_gsyncd()));
     (tar, ssh)
 }
 
@@ -135,13 +130,20 @@ fn tar_once(s: &Settings, pid: u32, gfids: &[Gfid]) -> Result<bool, DataError> {
     let Some(out) = src.stdout.take() else {
         return Err(DataError::Spawn(tar[0].clone(), std::io::Error::other("no stdout")));
     };
-    let mut dst = Command::new(&ssh[0])
+    let mut dst = match Command::new(&ssh[0])
         .args(&ssh[1..])
         .stdin(Stdio::from(out))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| DataError::Spawn(ssh[0].clone(), e))?;
+    {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = src.kill();
+            let _ = src.wait();
+            return Err(DataError::Spawn(ssh[0].clone(), e));
+        }
+    };
     let mut list = Vec::with_capacity(gfids.len() * 44);
     for g in gfids {
         list.extend_from_slice(gfid_path(g).as_bytes());
@@ -194,19 +196,25 @@ pub fn sync(s: &Settings, client: &Client, pid: u32, gfids: &[Gfid]) -> Result<V
             run_once(s, pid, &todo)?;
         }
         // Compare with the primary as it is now: a file that vanished or is
-        // no longer a regular file is not ours to send; a size that differs
-        // is sent again.
-        let local: Vec<Option<u64>> = todo
-            .iter()
-            .map(|g| std::fs::symlink_metadata(gfid_path(g)).ok().filter(|m| m.is_file()).map(|m| m.size()))
-            .collect();
+        // no longer a regular file is not ours to send; one whose size or
+        // modification second differs is sent again (both engines set the
+        // mtime after the data, so an interrupted or partial transfer, a
+        // same-size rewrite included, shows).
+        let mut local: Vec<Option<(u64, i64)>> = Vec::with_capacity(todo.len());
+        for g in &todo {
+            let m = super::primary::lstat(gfid_path(g).as_bytes())?;
+            local.push(m.filter(std::fs::Metadata::is_file).map(|m| (m.size(), m.mtime())));
+        }
         let remote = client.lstat(todo.iter().map(|g| gfid_path(g).into_bytes()).collect())?;
+        if remote.len() != todo.len() {
+            return Err(DataError::ShortReply { asked: todo.len(), got: remote.len() });
+        }
         let differ: Vec<Gfid> = todo
             .iter()
             .zip(local.iter().zip(&remote))
             .filter_map(|(g, (l, r))| match (l, r) {
                 (None, _) => None,
-                (Some(size), Ok(st)) if st.size == *size => None,
+                (Some((size, mtime)), Ok(st)) if st.size == *size && st.mtime.sec == *mtime => None,
                 _ => Some(*g),
             })
             .collect();

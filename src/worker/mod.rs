@@ -46,6 +46,7 @@ pub mod conflicts;
 mod crawl;
 pub mod data;
 pub mod ledger;
+pub mod primary;
 pub mod settings;
 pub mod transport;
 
@@ -72,7 +73,7 @@ use crate::gluster::xattr::{XTime, keys};
 use crate::proto::Role;
 use crate::proto::changelog::{Changelog, HistoryAnswer, MAX_FEED_FRAME, ToAgent, ToWorker};
 use crate::proto::ctl::{Link, ToSupervisor};
-use crate::proto::rpc::{Client, EntryOp, MetaOp, Op, Stat, Time};
+use crate::proto::rpc::{Client, EntryOp, MetaOp, Op, Stat, Time, Xattrs, replicated_xattr};
 use crate::proto::status::{self, BrickStatus};
 use settings::Settings;
 
@@ -107,15 +108,41 @@ fn stat_of(m: &std::fs::Metadata) -> Stat {
 }
 
 /// The primary's view of an inode now (through the aux mount, our cwd).
-fn primary_stat(g: &Gfid) -> Option<Stat> {
-    std::fs::symlink_metadata(os(&gfid_path(g))).ok().map(|m| stat_of(&m))
+fn primary_stat(g: &Gfid) -> primary::Res<Option<Stat>> {
+    Ok(primary::lstat(&gfid_path(g))?.map(|m| stat_of(&m)))
 }
 
-fn primary_link(g: &Gfid) -> Option<Vec<u8>> {
-    std::fs::read_link(os(&gfid_path(g))).ok().map(|p| p.into_os_string().into_vec())
+/// The primary's xattrs of the replicated namespaces (none for a symlink,
+/// which cannot carry them).
+/// The primary's xattrs of the replicated namespaces (none for a symlink,
+/// which cannot carry them); `None` when the inode is gone.
+fn primary_xattrs(go: &[u8], m: &std::fs::Metadata, user: bool, acls: bool) -> primary::Res<Option<Xattrs>> {
+    if m.file_type().is_symlink() {
+        return Ok(Some(Xattrs { user, acls, values: Vec::new() }));
+    }
+    let p = os(go);
+    let fail = |e: std::io::Error| primary::PrimaryError { path: go.escape_ascii().to_string(), source: e };
+    let gone = |e: &std::io::Error| matches!(e.raw_os_error(), Some(nix::libc::ENOENT | nix::libc::ESTALE));
+    let names = match xattr::list(p) {
+        Ok(n) => n,
+        Err(e) if gone(&e) => return Ok(None),
+        Err(e) => return Err(fail(e)),
+    };
+    let mut values = Vec::new();
+    for n in names.filter(|n| replicated_xattr(n.as_bytes(), user, acls)) {
+        match xattr::get(p, &n) {
+            Ok(Some(v)) => values.push((n.as_bytes().to_vec(), v)),
+            Ok(None) => {}
+            Err(e) if gone(&e) => return Ok(None),
+            Err(e) => return Err(fail(e)),
+        }
+    }
+    Ok(Some(Xattrs { user, acls, values }))
 }
 
-use std::os::unix::ffi::OsStringExt;
+fn primary_link(g: &Gfid) -> primary::Res<Option<Vec<u8>>> {
+    primary::readlink(&gfid_path(g))
+}
 
 /// What a batch has to do.
 #[derive(Debug, Default)]
@@ -127,7 +154,7 @@ struct Work {
 
 impl Work {
     /// Adds a changelog's records (the reference's `process_change`).
-    fn add(&mut self, records: &[Record], s: &Settings) {
+    fn add(&mut self, records: &[Record], s: &Settings) -> primary::Res<()> {
         for r in records {
             match r {
                 Record::New { gfid, fop, mode, uid, gid, entry } => {
@@ -150,12 +177,15 @@ impl Work {
                     let op = if *fop == Fop::SYMLINK { Op::Symlink } else { Op::Link };
                     let path = entry_path(entry);
                     let mut e = EntryOp::new(op, *gfid, path.clone());
-                    e.stat = primary_stat(gfid);
-                    e.link = e.stat.filter(|st| st.mode & 0o170_000 == 0o120_000).and_then(|_| primary_link(gfid));
+                    e.stat = primary_stat(gfid)?;
+                    e.link = match e.stat {
+                        Some(st) if st.mode & 0o170_000 == 0o120_000 => primary_link(gfid)?,
+                        _ => None,
+                    };
                     // As the reference: a symlink is created only while its
                     // name still holds it on the primary; if it was renamed or
                     // removed since, its later RENAME or UNLINK carries it.
-                    if op == Op::Symlink && (e.stat.is_none() || std::fs::read_link(os(&path)).is_err()) {
+                    if op == Op::Symlink && (e.stat.is_none() || primary::readlink(&path)?.is_none()) {
                         debug!(gfid = %gfid, "symlink moved or removed since; its later record carries it");
                         continue;
                     }
@@ -164,8 +194,11 @@ impl Work {
                 Record::Rename { gfid, from, to } => {
                     let mut e = EntryOp::new(Op::Rename, *gfid, entry_path(from));
                     e.entry1 = Some(entry_path(to));
-                    e.stat = primary_stat(gfid);
-                    e.link = e.stat.filter(|st| st.mode & 0o170_000 == 0o120_000).and_then(|_| primary_link(gfid));
+                    e.stat = primary_stat(gfid)?;
+                    e.link = match e.stat {
+                        Some(st) if st.mode & 0o170_000 == 0o120_000 => primary_link(gfid)?,
+                        _ => None,
+                    };
                     self.entries.push(e);
                 }
                 Record::Data { gfid } => {
@@ -175,20 +208,21 @@ impl Work {
                     Fop::SETATTR | Fop::FSETATTR => {
                         self.metas.insert(*gfid);
                     }
-                    Fop::SETXATTR
-                    | Fop::FSETXATTR
-                    | Fop::XATTROP
-                    | Fop::FXATTROP
-                    | Fop::REMOVEXATTR
-                    | Fop::FREMOVEXATTR
-                        if s.sync_xattrs =>
+                    // Xattrs (and ACLs) travel with the metadata, for every
+                    // kind of inode and both engines.
+                    Fop::SETXATTR | Fop::FSETXATTR | Fop::REMOVEXATTR | Fop::FREMOVEXATTR
+                        if s.sync_xattrs || s.sync_acls =>
                     {
+                        self.metas.insert(*gfid);
+                    }
+                    Fop::XATTROP | Fop::FXATTROP if s.sync_xattrs => {
                         self.datas.insert(*gfid);
                     }
                     _ => {}
                 },
             }
         }
+        Ok(())
     }
 }
 
@@ -324,7 +358,7 @@ impl Replicator<'_> {
         }
         let mut l = self.ledger.borrow_mut();
         for f in &failures {
-            if !conflicts::still_relevant(&f.entry) {
+            if !conflicts::still_relevant(&f.entry)? {
                 debug!(op = %f.entry.op, gfid = %f.entry.gfid, "failed op superseded on the primary since; dropped");
                 continue;
             }
@@ -344,6 +378,7 @@ impl Replicator<'_> {
                     last_seen: 0,
                     attempts: 0,
                     changed: self.since.get(),
+                    retry_after: 0,
                     kind: ledger::Kind::Entry(f.entry.clone()),
                 },
                 now(),
@@ -354,29 +389,84 @@ impl Replicator<'_> {
         Ok(())
     }
 
+    /// Records (or re-records) a failure in the ledger.
+    fn fail(&self, gfid: Gfid, op: &str, path: String, errno: Option<i32>, error: String, kind: ledger::Kind) {
+        let item = ledger::Item {
+            gfid,
+            op: op.into(),
+            path,
+            errno,
+            error,
+            first_seen: 0,
+            last_seen: 0,
+            attempts: 0,
+            changed: self.since.get(),
+            retry_after: 0,
+            kind,
+        };
+        self.ledger.borrow_mut().record(item, now());
+    }
+
     fn meta_phase(&self, gfids: impl IntoIterator<Item = Gfid>) -> anyhow::Result<()> {
-        let ops: Vec<MetaOp> =
-            gfids.into_iter().filter_map(|g| primary_stat(&g).map(|stat| MetaOp { go: gfid_path(&g), stat })).collect();
+        let (user, acls) = (self.s.sync_xattrs, self.s.sync_acls);
+        let mut ops = Vec::new();
+        for g in gfids {
+            let go = gfid_path(&g);
+            let Some(m) = primary::lstat(&go)? else {
+                // Gone on the primary: nothing to replay, nothing owed.
+                self.ledger.borrow_mut().resolved(&g, "META", &format!(".gfid/{g}"));
+                continue;
+            };
+            let xattrs = if user || acls {
+                match primary_xattrs(&go, &m, user, acls)? {
+                    Some(x) => Some(x),
+                    None => continue,
+                }
+            } else {
+                None
+            };
+            ops.push(MetaOp { go, stat: stat_of(&m), xattrs });
+        }
         if ops.is_empty() {
             return Ok(());
         }
         self.status.borrow_mut().meta_ops += ops.len() as u64;
-        for f in self.client.meta_ops(ops).context("meta_ops")? {
-            warn!(gfid = %String::from_utf8_lossy(&f.op.go), errno = f.errno, step = ?f.step, "metadata failed on the secondary");
+        let gfids: Vec<Gfid> = ops.iter().filter_map(|o| Uuid::parse(&o.go[6..]).ok()).collect();
+        let failed = self.client.meta_ops(ops).context("meta_ops")?;
+        for f in &failed {
+            let Some(g) = gfids.get(f.index as usize) else { continue };
+            warn!(gfid = %g, errno = f.errno, step = ?f.step,
+                "metadata failed on the secondary; recorded in the failure ledger");
+            self.fail(
+                *g,
+                "META",
+                format!(".gfid/{g}"),
+                Some(f.errno),
+                format!("{:?} failed", f.step),
+                ledger::Kind::Meta,
+            );
+        }
+        let mut l = self.ledger.borrow_mut();
+        for (n, g) in gfids.iter().enumerate() {
+            if !failed.iter().any(|f| f.index as usize == n) && l.resolved(g, "META", &format!(".gfid/{g}")) {
+                info!(gfid = %g, "a failure ledger item (metadata) is synced now");
+            }
         }
         Ok(())
     }
 
     fn data_phase(&self, gfids: impl IntoIterator<Item = Gfid>) -> anyhow::Result<()> {
         let mut sizes: BTreeMap<Gfid, u64> = BTreeMap::new();
-        let (files, gone): (Vec<Gfid>, Vec<Gfid>) =
-            gfids.into_iter().partition(|g| match std::fs::symlink_metadata(os(&gfid_path(g))) {
-                Ok(m) if m.is_file() => {
-                    sizes.insert(*g, m.size());
-                    true
+        let (mut files, mut gone) = (Vec::new(), Vec::new());
+        for g in gfids {
+            match primary::lstat(&gfid_path(&g))? {
+                Some(m) if m.is_file() => {
+                    sizes.insert(g, m.size());
+                    files.push(g);
                 }
-                _ => false,
-            });
+                _ => gone.push(g),
+            }
+        }
         // A ledger item for a file the primary no longer has is done with.
         for g in gone {
             self.ledger.borrow_mut().resolved(&g, "DATA", &format!(".gfid/{g}"));
@@ -385,29 +475,17 @@ impl Replicator<'_> {
             return Ok(());
         }
         let unsynced = data::sync(self.s, self.client, self.pid, &files).context("data")?;
-        let mut l = self.ledger.borrow_mut();
         for g in &files {
             let path = format!(".gfid/{g}");
             if unsynced.contains(g) {
                 warn!(gfid = %g, attempts = self.s.max_rsync_retries, "data did not arrive; recorded in the failure ledger");
-                let item = ledger::Item {
-                    gfid: *g,
-                    op: "DATA".into(),
-                    path,
-                    errno: None,
-                    error: "size differs on the secondary after the last attempt".into(),
-                    first_seen: 0,
-                    last_seen: 0,
-                    attempts: 0,
-                    changed: self.since.get(),
-                    kind: ledger::Kind::Data,
-                };
-                l.record(item, now());
+                let why = "size or mtime differs on the secondary after the last attempt".to_owned();
+                self.fail(*g, "DATA", path, None, why, ledger::Kind::Data);
             } else {
                 let mut st = self.status.borrow_mut();
                 st.files_synced += 1;
                 st.bytes_synced += sizes.get(g).copied().unwrap_or(0);
-                if l.resolved(g, "DATA", &path) {
+                if self.ledger.borrow_mut().resolved(g, "DATA", &path) {
                     info!(gfid = %g, "a failure ledger item is synced now");
                 }
             }
@@ -420,13 +498,16 @@ impl Replicator<'_> {
         let l = self.ledger.borrow();
         l.save()?;
         if !l.is_empty() {
-            warn!(items = l.len(), "the failure ledger holds items; they are retried with every batch");
+            debug!(items = l.len(), "the failure ledger holds items; they are retried with backoff");
         }
         Ok(())
     }
 
     fn set_stime(&self, sec: u64) -> anyhow::Result<()> {
-        let v = XTime::new(u32::try_from(sec).unwrap_or(u32::MAX), 0).encode();
+        // The xattr holds 32-bit seconds: a later time is a corrupt name,
+        // and clamping would stall the feed for good.
+        let sec = u32::try_from(sec).map_err(|_| anyhow::anyhow!("sync time {sec} is beyond what stime can hold"))?;
+        let v = XTime::new(sec, 0).encode();
         for key in [keys::stime(&self.prefix), keys::entry_stime(&self.prefix)] {
             xattr::set(&self.s.brick, &key, &v)
                 .with_context(|| format!("cannot set {key} on {}", self.s.brick.display()))?;
@@ -435,13 +516,18 @@ impl Replicator<'_> {
     }
 
     /// Passive: copies the cluster's stime (the aggregate the mount shows:
-    /// DHT's minimum of AFR's maximum) onto this brick when it is ahead.
+    /// DHT's minimum of AFR's maximum) onto this brick when it is ahead of
+    /// the brick's own.
     fn follow_cluster_stime(&self) {
         let key = keys::stime(&self.prefix);
         let Some(cluster) = xattr::get(".", &key).ok().flatten().and_then(|v| XTime::decode(&v).ok()) else {
             return;
         };
-        if self.stime().is_none_or(|mine| u64::from(cluster.sec) > mine) {
+        // A brick without stime of its own stays without: the cluster's
+        // value can come from another replica set (DHT takes the minimum of
+        // those that have one) while this set's first crawl is unfinished,
+        // and a takeover must then crawl, not resume.
+        if self.stime().is_some_and(|mine| u64::from(cluster.sec) > mine) {
             match xattr::set(&self.s.brick, &key, &cluster.encode()) {
                 Ok(()) => debug!(stime = cluster.sec, "following the cluster stime"),
                 Err(e) => warn!("cannot set {key} on {}: {e}", self.s.brick.display()),
@@ -465,26 +551,35 @@ impl Replicator<'_> {
                     "a listed changelog is missing: its changes are not known; crawling what changed since stime");
                 missing = true;
             }
-            w.add(&c.records, self.s);
+            if c.gap_before {
+                warn!(ts = c.ts, "changelog was off before this changelog: crawling what changed since stime");
+                missing = true;
+            }
+            w.add(&c.records, self.s)?;
         }
         // The ledger's items are tried again first: entry ops that the
         // primary still says, in their order; superseded ones are dropped.
-        let (retry_entries, retry_data): (Vec<(ledger::Item, EntryOp)>, Vec<Gfid>) = {
-            let l = self.ledger.borrow();
-            let e = l
-                .items()
-                .filter_map(|i| match &i.kind {
-                    ledger::Kind::Entry(op) => {
-                        let mut op = op.clone();
-                        op.skip = !conflicts::still_relevant(&op);
-                        Some((i.clone(), op))
-                    }
-                    ledger::Kind::Data => None,
-                })
-                .collect();
-            let d = l.items().filter(|i| i.kind == ledger::Kind::Data).map(|i| i.gfid).collect();
-            (e, d)
-        };
+        for (r, n) in self.ledger.borrow_mut().apply_requests() {
+            info!(request = ?r, items = n, "failure ledger: operator request applied");
+        }
+        let now_s = now();
+        let due: Vec<ledger::Item> = self.ledger.borrow().due(now_s).cloned().collect();
+        let mut retry_entries: Vec<(ledger::Item, EntryOp)> = Vec::new();
+        for i in due {
+            match &i.kind {
+                ledger::Kind::Entry(op) => {
+                    let mut op = op.clone();
+                    op.skip = !conflicts::still_relevant(&op)?;
+                    retry_entries.push((i.clone(), op));
+                }
+                ledger::Kind::Data => {
+                    w.datas.insert(i.gfid);
+                }
+                ledger::Kind::Meta => {
+                    w.metas.insert(i.gfid);
+                }
+            }
+        }
         if !retry_entries.is_empty() {
             let ops: Vec<EntryOp> = retry_entries.iter().map(|(_, op)| op.clone()).collect();
             let failed = self.client.entry_ops(ops).context("entry_ops")?;
@@ -498,7 +593,6 @@ impl Replicator<'_> {
                 }
             }
         }
-        w.datas.extend(retry_data);
         let (entries, metas, datas) = (w.entries.len(), w.metas.len(), w.datas.len());
         self.in_flight(entries, metas, datas);
         self.entry_phase(w.entries)?;
@@ -512,7 +606,10 @@ impl Replicator<'_> {
             self.crawl_finished();
             self.set_state(status::ACTIVE, &before);
         }
-        // Recorded durably before stime passes the failures.
+        // Whatever the phases took for "gone" was gone: the mount still
+        // answers. Then the failures are recorded durably before stime
+        // passes them.
+        primary::check()?;
         self.save_ledger()?;
         if let Some(last) = changelogs.last() {
             self.set_stime(last.ts.saturating_sub(1))?;
@@ -721,30 +818,41 @@ fn serve(config_dir: &Path, args: &WorkerArgs, s: &Settings, link: &Link) -> any
     });
     // Per replica set, the first brick online syncs; with use-meta-volume,
     // the one holding the set's lock, for as long as its brick is online.
+    // A failed `volume status` (glusterd busy with another transaction, say)
+    // keeps the role the worker had: flapping to Active would let two
+    // workers sync one set.
+    let last_role: Cell<Option<bool>> = Cell::new(None);
     let active = || -> anyhow::Result<bool> {
-        let status = gcli::volume_status(&gluster, &cli, &s.primary);
-        if let Err(e) = &status {
-            warn!("cannot read the primary volume's status ({e}); taking this brick as online");
-        }
         let Some(i) = index else {
             warn!("this brick is not in the primary volume's brick list as this node; syncing it (Active)");
             return Ok(true);
         };
+        let status = match gcli::volume_status(&gluster, &cli, &s.primary) {
+            Ok(st) => st,
+            Err(e) => {
+                let keep = last_role.get().unwrap_or(true);
+                warn!(active = keep, "cannot read the primary volume's status ({e}); keeping the current role");
+                return Ok(keep);
+            }
+        };
         let mut meta = meta.borrow_mut();
-        match (meta.as_mut(), &status) {
-            (None, Ok(st)) => Ok(pvol.is_active(i, st)),
-            (None, Err(_)) => Ok(true),
-            (Some(m), Ok(st)) if !pvol.is_online(i, st) => {
+        let role = match meta.as_mut() {
+            None => pvol.is_active(i, &status),
+            Some(m) if !pvol.is_online(i, &status) => {
                 if m.release() {
                     info!("this brick is offline; releasing the meta-volume lock");
                 }
-                Ok(false)
+                false
             }
-            (Some(m), _) => m.try_hold(),
-        }
+            Some(m) => m.try_hold()?,
+        };
+        last_role.set(Some(role));
+        Ok(role)
     };
     let mut out = feed;
     let check_every = s.failover_interval.max(PASSIVE_CHECK);
+    // Each feed asked of the agent has its number.
+    let mut generation: u32 = 0;
     'roles: loop {
         if !active()? {
             link.send(&ToSupervisor::Phase("Passive".into()))?;
@@ -836,7 +944,8 @@ fn serve(config_dir: &Path, args: &WorkerArgs, s: &Settings, link: &Link) -> any
             }
         };
         link.send(&ToSupervisor::Phase("changelog crawl".into()))?;
-        crate::proto::send(&mut out, &ToAgent::Feed { after: start }, MAX_FEED_FRAME, "agent")?;
+        generation = generation.wrapping_add(1);
+        crate::proto::send(&mut out, &ToAgent::Feed { after: start, generation }, MAX_FEED_FRAME, "agent")?;
         // History until the feed reaches the time it was asked for.
         let live_from = now().saturating_sub(1);
         let mut live = false;
@@ -866,8 +975,8 @@ fn serve(config_dir: &Path, args: &WorkerArgs, s: &Settings, link: &Link) -> any
             let mut next = Some(first);
             while let Some(m) = next.take() {
                 match m {
-                    // Older than this feed: left over from an earlier one.
-                    ToWorker::Changelog(c) if c.ts <= start => {}
+                    // Left over from an earlier feed.
+                    ToWorker::Changelog(c) if c.generation != generation || c.ts <= start => {}
                     ToWorker::Changelog(c) => {
                         bytes += c.size;
                         batch.push(c);

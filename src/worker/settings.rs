@@ -170,6 +170,9 @@ impl Settings {
     pub fn ssh_argv_with(&self, options: &[String]) -> Vec<String> {
         let mut v = vec![self.ssh_command.clone()];
         v.extend(options.iter().cloned());
+        // A dead connection ends ssh (and the RPC or transfer riding it)
+        // within a minute; options given above win (ssh takes the first).
+        v.extend(["-oServerAliveInterval=15".into(), "-oServerAliveCountMax=4".into()]);
         v.extend([
             "-p".into(),
             self.ssh_port.to_string(),

@@ -165,9 +165,17 @@ pub fn keep_alive(client: &Arc<Client>, timeout: u64) {
             let gap = if mark.is_some() { every } else { every.min(Duration::from_secs(10)) };
             let mark =
                 mark.map(|m| VolumeMark { timeout: Some(u32::try_from(now() + timeout).unwrap_or(u32::MAX)), ..m });
-            match client.keep_alive(mark) {
+            match client.keep_alive_within(mark, Some(Duration::from_secs(timeout))) {
                 Ok(_) => {}
                 Err(ClientError::Closed(_)) => return,
+                Err(ClientError::Timeout { secs, .. }) => {
+                    // The connection is dead or the secondary hangs, and the
+                    // worker may be blocked in a call that never returns:
+                    // crash-only, the supervisor restarts it (the mount
+                    // guard removes its mount).
+                    tracing::error!(secs, "the secondary did not answer a keep-alive in secondary-timeout; exiting");
+                    std::process::exit(i32::from(crate::exit::Exit::Failure.code()));
+                }
                 Err(e) => warn!("keep-alive failed: {e}"),
             }
             std::thread::sleep(gap);

@@ -95,13 +95,12 @@ for side in primary secondary; do
     mountpoint -q "$DEMO/mnt/$side" || mount -t glusterfs "$HOST:/$vol" "$DEMO/mnt/$side"
 done
 
-echo "== a private sshd on 127.0.0.1:$SSH_PORT; the session's key is admitted only through 'gsyncd ssh-gate'"
+echo "== a private sshd on 127.0.0.1:$SSH_PORT stands in for the secondary node's"
 mkdir -p "$DEMO/sshd" /run/sshd
 [ -f "$DEMO/sshd/host_key" ] || ssh-keygen -q -t ed25519 -N '' -f "$DEMO/sshd/host_key"
-[ -f "$DEMO/sshd/session_key" ] || ssh-keygen -q -t ed25519 -N '' -C gsyncd-demo -f "$DEMO/sshd/session_key"
-GATE="command=\"$GSYNCD ssh-gate --volume $SV\",no-port-forwarding,no-agent-forwarding,no-X11-forwarding,no-pty"
-echo "$GATE $(cat "$DEMO/sshd/session_key.pub")" > "$DEMO/sshd/authorized_keys"
-echo "   authorized_keys: $(cut -c1-140 "$DEMO/sshd/authorized_keys")..."
+# The operator's own access to the secondary (what `create --push-key` uses).
+[ -f "$DEMO/sshd/admin_key" ] || ssh-keygen -q -t ed25519 -N '' -C demo-admin -f "$DEMO/sshd/admin_key"
+[ -f "$DEMO/sshd/authorized_keys" ] || cp "$DEMO/sshd/admin_key.pub" "$DEMO/sshd/authorized_keys"
 cat > "$DEMO/sshd/sshd_config" <<EOC
 Port $SSH_PORT
 ListenAddress 127.0.0.1
@@ -118,15 +117,21 @@ if ! { [ -f "$DEMO/sshd/sshd.pid" ] && kill -0 "$(cat "$DEMO/sshd/sshd.pid")" 2>
     /usr/sbin/sshd -f "$DEMO/sshd/sshd_config"
 fi
 
-echo "== session '$SESSION' in $CONFIG_DIR/$SESSION.toml"
-"$GSYNCD" config set "$SESSION" primary "$PV"
-"$GSYNCD" config set "$SESSION" secondary "root@127.0.0.1::$SV"
-"$GSYNCD" config set "$SESSION" state-dir "$DEMO/state"
-"$GSYNCD" config set "$SESSION" run-dir "$DEMO/run"
-"$GSYNCD" config set "$SESSION" ssh-port "$SSH_PORT"
-"$GSYNCD" config set "$SESSION" ssh-options "-i $DEMO/sshd/session_key -oBatchMode=yes -oStrictHostKeyChecking=no -oUserKnownHostsFile=/dev/null -oLogLevel=ERROR"
-"$GSYNCD" config set "$SESSION" remote-gsyncd "$GSYNCD"
-"$GSYNCD" config set "$SESSION" sync-jobs 3
+echo "== gsyncd create: checks both volumes and the ssh path, makes the session key and"
+echo "   installs it on the secondary behind 'gsyncd ssh-gate' (--push-key, with the admin key)"
+eval "$(ssh-agent -s)" >/dev/null
+trap 'ssh-agent -k >/dev/null 2>&1 || true' EXIT
+ssh-add -q "$DEMO/sshd/admin_key"
+force=()
+[ -f "$CONFIG_DIR/$SESSION.toml" ] && force=(--force)
+"$GSYNCD" create "$SESSION" --primary "$PV" --secondary "root@127.0.0.1::$SV" --ssh-port "$SSH_PORT" \
+    --push-key --authorized-keys "$DEMO/sshd/authorized_keys" "${force[@]}" \
+    --set "state-dir=$DEMO/state" --set "run-dir=$DEMO/run" --set "remote-gsyncd=$GSYNCD" --set sync-jobs=3 \
+    2>&1 | sed 's/^/   /'
+ssh-agent -k >/dev/null 2>&1 || true
+trap - EXIT
+echo "   authorized_keys on the secondary now:"
+grep ssh-gate "$DEMO/sshd/authorized_keys" | cut -c1-120 | sed 's/^/     /; s/$/.../'
 "$GSYNCD" config get "$SESSION" | sed 's/^/   /'
 
 P=$DEMO/mnt/primary
@@ -171,7 +176,9 @@ echo "   the secondary matches again after $(elapsed "$t0") s (changelog rollove
 echo "   diff -r $P/demo $S/demo: no differences; the GFIDs agree too, e.g. demo/docs/renamed.txt:"
 echo "     primary   $(getfattr --only-values -n glusterfs.gfid.string "$P/demo/docs/renamed.txt" 2>/dev/null)"
 echo "     secondary $(getfattr --only-values -n glusterfs.gfid.string "$S/demo/docs/renamed.txt" 2>/dev/null)"
-grep -E "hybrid crawl done|batch synced" "$DEMO/supervise.log" | sed 's/.*INFO //' | cut -c1-150 | tail -4 | sed 's/^/   /'
+grep -E "crawl walked the brick|reconcile done|batch synced" "$DEMO/supervise.log" | sed 's/.*INFO //' | cut -c1-150 | tail -4 | sed 's/^/   /'
+echo "== the brick's status file ($DEMO/state/brick_*.status, the reference's format and more)"
+python3 -m json.tool "$DEMO"/state/brick_*.status | sed 's/^/   /'
 kill -TERM "$sup"
 wait "$sup" || true
 trap - EXIT
@@ -180,14 +187,15 @@ echo "   session stopped (SIGTERM); its log: $DEMO/supervise.log"
 cat <<EOF
 
 == what works in this version
-   - replication of a brick: a crawl of what existed, then live changelog sync of entries
-     (by GFID), metadata and data (rsync or tar, checked on arrival), progress (stime) on the
-     brick; one Active worker per replica set; gfid conflicts resolved with the primary as truth
+   - gsyncd create (checks each step, names its fix, installs the key behind the ssh gate)
+   - replication of a brick: a crawl of what existed (checkpointed, then reconciled), then
+     live changelog sync of entries (by GFID), metadata and data (rsync or tar, checked on
+     arrival), progress (stime) on the brick, a failure ledger; one Active worker per replica
+     set; gfid conflicts resolved with the primary as truth; journal gaps crawled
+   - status files ($DEMO/state/brick_*.status) with checkpoints, last error and lag
    - the secondary side: gsyncd secondary behind the ssh gate (man/gsyncd-secondary.8)
    - session configuration (gsyncd config ...), gsyncd changelog show, the supervisor with
      systemd notify/watchdog (units/gsyncd@.service), gsyncd cleanup-mounts
-== still missing (later issues)
-   - 'gsyncd create', 'gsyncd status' and packages
 
 Remove everything with: $0 --down
 EOF

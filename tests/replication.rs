@@ -178,6 +178,7 @@ fn crawl_then_live(fx: &Fixture) {
     fs::hard_link(m.join("pre/a/file"), m.join("pre/hard")).unwrap();
     fs::set_permissions(m.join("pre/a/b"), fs::Permissions::from_mode(0o750)).unwrap();
     std::os::unix::fs::chown(m.join("pre/a/b/c/deep"), Some(1234), Some(5678)).unwrap();
+    xattr::set(m.join("pre/a/b/c/deep"), "user.crawled", b"by the crawl").unwrap();
 
     let sess = Session::new(fx, "e2e", &p, &s);
     // One attempt per batch: data that does not arrive goes to the failure
@@ -227,6 +228,9 @@ fn crawl_then_live(fx: &Fixture) {
     fs::remove_dir_all(m.join("pre/a")).unwrap();
     fs::set_permissions(m.join("live/f"), fs::Permissions::from_mode(0o600)).unwrap();
     std::os::unix::fs::chown(m.join("live/trunc"), Some(42), Some(43)).unwrap();
+    xattr::set(m.join("live/trunc"), "user.tag", b"one").unwrap();
+    xattr::set(m.join("live/f-hard"), "user.tag", b"two").unwrap();
+    xattr::set(m.join("live/f-hard"), "user.tag", b"three").unwrap();
     for name in [&b"with space"[..], b"new\nline", b"per%cent", b"latin1 \xe9"] {
         write(&m.join("live").join(OsStr::from_bytes(name)), name);
     }
@@ -434,6 +438,7 @@ fn replicated(fx: &Fixture) {
         fs::rename(m.join(format!("r/a/f{i}")), m.join(format!("r/a/b/g{i}"))).unwrap();
     }
     write(&m.join("r/new"), b"live");
+    xattr::set(m.join("r/new"), "user.engine", b"tar").unwrap();
     fs::create_dir(m.join("r/gone-dir")).unwrap();
     converge(&p, &s, &sess, &mut child, Duration::from_secs(90));
 

@@ -240,13 +240,14 @@ fn count(v: &[HtimeEntry]) -> u32 {
 
 /// One listed changelog, parsed.
 fn read(dir: &ChangelogDir, e: &HtimeEntry) -> Result<Changelog, String> {
-    let mut c = Changelog { ts: e.ts, path: e.path.clone(), records: Vec::new(), missing: false };
+    let mut c = Changelog { ts: e.ts, path: e.path.clone(), records: Vec::new(), missing: false, size: 0 };
     if e.empty {
         return Ok(c);
     }
     match dir.locate(e) {
         Some(p) => {
             c.records = Reader::open(&p).and_then(Reader::collect_records).map_err(|err| err.to_string())?;
+            c.size = std::fs::metadata(&p).map_or(0, |m| m.len());
             debug!(ts = e.ts, records = c.records.len(), "changelog");
         }
         None => {

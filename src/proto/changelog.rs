@@ -82,6 +82,8 @@ pub struct Changelog {
     /// The index lists it but the file is gone (purged, or never written):
     /// its changes are unknown, and the worker must crawl to be sure.
     pub missing: bool,
+    /// Its size on disk (what `changelog-batch-size` counts).
+    pub size: u64,
 }
 
 #[derive(Debug, thiserror::Error)]

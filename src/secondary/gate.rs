@@ -248,6 +248,7 @@ fn tar(words: &[Vec<u8>], ctx: &dyn GateContext) -> Result<Decision, String> {
             | "--same-owner"
             | "--numeric-owner"
             | "--xattrs"
+            | "--xattrs-include=user.*"
             | "--acls"
             | "--warning=no-timestamp"
             | "-v" => args.push(w.into()),
@@ -635,6 +636,16 @@ mod tests {
             decide(&words("tar --overwrite -xf - -C /proc/4242/cwd"), &c),
             want(&["--overwrite", "-xf", "-", "-C", "."])
         );
+        // What the tar engine sends (see worker::data::tar_argv).
+        assert_eq!(
+            decide(
+                &split(b"tar --overwrite '--xattrs' '--xattrs-include=user.*' '--acls' -xf - -C /proc/4242/cwd")
+                    .unwrap(),
+                &c
+            ),
+            want(&["--overwrite", "--xattrs", "--xattrs-include=user.*", "--acls", "-xf", "-", "-C", "."])
+        );
+        assert!(decide(&split(b"tar '--xattrs-include=*' -xf - -C /proc/4242/cwd").unwrap(), &c).is_err());
         assert_eq!(
             decide(&words("tar --record-size=128K -x -f - --directory=/proc/4242/cwd --sparse"), &c),
             want(&["--record-size=128K", "-x", "-f", "-", "--directory=.", "--sparse"])

@@ -101,11 +101,23 @@ fn run_once(s: &Settings, pid: u32, gfids: &[Gfid]) -> Result<bool, DataError> {
 /// The two sides of the tar engine: `tar -c` here, and ssh running the
 /// receiving tar in the server's mount there.
 pub fn tar_argv(s: &Settings, pid: u32) -> (Vec<String>, Vec<String>) {
-    let tar: Vec<String> =
-        [&s.tar_command, "--sparse", "-cf", "-", "--files-from", "-"].iter().map(|x| (*x).to_owned()).collect();
+    // User xattrs and ACLs as rsync's -X/-A would carry them (the
+    // reference's tar engine drops both); the gluster-internal namespaces
+    // are never copied.
+    let mut meta = Vec::new();
+    if s.sync_xattrs {
+        meta.extend(["--xattrs", "--xattrs-include=user.*"]);
+    }
+    if s.sync_acls {
+        meta.push("--acls");
+    }
+    let mut tar: Vec<String> = vec![s.tar_command.clone(), "--sparse".into()];
+    tar.extend(meta.iter().map(|x| (*x).to_owned()));
+    tar.extend(["-cf", "-", "--files-from", "-"].iter().map(|x| (*x).to_owned()));
     let mut ssh = s.ssh_argv_with(&s.ssh_options_tar);
     ssh.push(s.remote());
-    ssh.push(format!("{} receive tar --overwrite -xf - -C /proc/{pid}/cwd", s.remote_gsyncd()));
+    let extra: String = meta.iter().map(|m| format!(" '{m}'")).collect();
+    ssh.push(format!("{} receive tar --overwrite{extra} -xf - -C /proc/{pid}/cwd", s.remote_gsyncd()));
     (tar, ssh)
 }
 

@@ -860,14 +860,18 @@ fn serve(config_dir: &Path, args: &WorkerArgs, s: &Settings, link: &Link) -> any
                 Ok(Ev::Feed(m)) => m,
                 Err(mpsc::RecvTimeoutError::Timeout) => continue,
             };
-            // Whatever else has arrived joins the batch.
-            let (mut batch, mut stop, mut gone) = (Vec::new(), false, None);
+            // Whatever else has arrived joins the batch, up to
+            // changelog-batch-size bytes of changelogs.
+            let (mut batch, mut stop, mut gone, mut bytes) = (Vec::new(), false, None, 0u64);
             let mut next = Some(first);
             while let Some(m) = next.take() {
                 match m {
                     // Older than this feed: left over from an earlier one.
                     ToWorker::Changelog(c) if c.ts <= start => {}
-                    ToWorker::Changelog(c) => batch.push(c),
+                    ToWorker::Changelog(c) => {
+                        bytes += c.size;
+                        batch.push(c);
+                    }
                     ToWorker::Broken(why) => anyhow::bail!("the agent cannot feed changelogs: {why}"),
                     ToWorker::History(_) => {}
                     ToWorker::Stalled { since } => {
@@ -877,6 +881,9 @@ fn serve(config_dir: &Path, args: &WorkerArgs, s: &Settings, link: &Link) -> any
                         r.status.borrow_mut().feed_stalled_since = since;
                         r.report();
                     }
+                }
+                if bytes >= s.changelog_batch_size {
+                    break;
                 }
                 match rx.try_recv() {
                     Ok(Ev::Feed(m)) => next = Some(m),

@@ -61,6 +61,8 @@ pub struct Settings {
     pub change_interval: Duration,
     /// `use-meta-volume`, and where the meta volume is mounted.
     pub use_meta_volume: bool,
+    /// Bytes of changelogs replayed in one batch (at least one changelog).
+    pub changelog_batch_size: u64,
     pub meta_volume_mnt: PathBuf,
 }
 
@@ -135,6 +137,7 @@ impl Settings {
             xsync: s("change-detector") == "xsync",
             change_interval: Duration::from_secs(u64::try_from(int("change-interval")).unwrap_or(5).max(1)),
             use_meta_volume: flag("use-meta-volume"),
+            changelog_batch_size: u64::try_from(int("changelog-batch-size")).unwrap_or(727_040).max(1),
             meta_volume_mnt: PathBuf::from(s("meta-volume-mnt")),
         })
     }

@@ -25,6 +25,7 @@ fn main() {
         vec![
             trial("status_and_checkpoint_of_a_running_then_stopped_session", fx, running_then_stopped),
             trial("a_faulty_brick_shows_its_error_and_wait_times_out", fx, faulty),
+            trial("failure_ledger_items_hold_a_checkpoint_back", fx, held_back),
             Trial::test("unknown_sessions_and_bad_times_have_their_exit_codes", || {
                 no_cluster();
                 Ok(())
@@ -264,6 +265,51 @@ fn faulty(fx: &Fixture) {
     let o = sess.gsyncd(&["checkpoint", "wait", "bad", "--timeout", "1"]);
     assert_eq!(code(&o), 9, "{}", text(&o));
     assert!(text(&o).contains(": Faulty") || text(&o).contains(": Initializing..."), "{}", text(&o));
+    sess.stop(child);
+}
+
+/// A file that grows while it is sent does not arrive whole: its item in
+/// the failure ledger holds the checkpoint back although stime passes it,
+/// and `wait` says so (11); once it stops growing the checkpoint completes.
+fn held_back(fx: &Fixture) {
+    // Volumes of its own: the other trials' sessions run meanwhile.
+    let p = fx.volume("ledger-primary", Shape::Single, Side::Primary);
+    let s = fx.volume("ledger-secondary", Shape::Single, Side::Secondary);
+    let sess = Session::new(fx, "held", &p, &s, "max-rsync-retries = 1\n");
+    let child = sess.start();
+    let brick = |v: &Value| v["sessions"][0]["bricks"][0].clone();
+    sess.wait_json("the live changelog crawl", Duration::from_secs(60), |v| {
+        brick(v)["crawl_status"] == "Changelog Crawl"
+    });
+    let grow = p.mount.join("growing");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let stop = std::sync::Arc::clone(&stop);
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut f = fs::File::create(&grow).unwrap();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                f.write_all(&[b'x'; 4096]).unwrap();
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        })
+    };
+    sess.wait_json("a failure-ledger item", Duration::from_secs(60), |v| brick(v)["failures"].as_u64() >= Some(1));
+    let o = sess.gsyncd(&["checkpoint", "set", "held"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let b = brick(&sess.wait_json("stime past the checkpoint", Duration::from_secs(60), |v| {
+        let b = brick(v);
+        b["last_synced"].as_u64() >= b["checkpoint_time"].as_u64()
+    }));
+    assert_eq!(b["checkpoint_completed"], false, "{b:#}");
+    let o = sess.gsyncd(&["checkpoint", "wait", "held", "--timeout", "3"]);
+    assert_eq!(code(&o), 11, "{}\n{b:#}", text(&o));
+    assert!(text(&o).contains("failure-ledger item(s) are left"), "{}", text(&o));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    let o = sess.gsyncd(&["checkpoint", "wait", "held", "--timeout", "60"]);
+    assert_eq!(code(&o), 0, "{}\n{}", text(&o), sess.log());
+    assert_eq!(brick(&sess.json())["failures"], 0);
     sess.stop(child);
 }
 

@@ -39,6 +39,19 @@ struct Session {
     name: String,
 }
 
+/// A running `gsyncd supervise`; stopped (SIGTERM) if a failed assertion
+/// leaves it running, so no session outlives its test.
+struct Running(Option<Child>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = kill(Pid::from_raw(c.id() as i32), Signal::SIGTERM);
+            let _ = c.wait();
+        }
+    }
+}
+
 impl Session {
     fn new(fx: &Fixture, name: &str, p: &Volume, s: &Volume, extra: &str) -> Session {
         let dir = tempfile::tempdir().unwrap();
@@ -51,9 +64,9 @@ impl Session {
         fs::read_to_string(self.dir.path().join("supervise.log")).unwrap_or_default()
     }
 
-    fn start(&self) -> Child {
+    fn start(&self) -> Running {
         let log = fs::File::create(self.dir.path().join("supervise.log")).unwrap();
-        Command::new(env!("CARGO_BIN_EXE_gsyncd"))
+        let child = Command::new(env!("CARGO_BIN_EXE_gsyncd"))
             .args(["--log-target", "stderr", "--config-dir"])
             .arg(self.dir.path())
             .args(["supervise", &self.name])
@@ -61,10 +74,12 @@ impl Session {
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .unwrap()
+            .unwrap();
+        Running(Some(child))
     }
 
-    fn stop(&self, mut child: Child) {
+    fn stop(&self, mut running: Running) {
+        let mut child = running.0.take().unwrap();
         kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
         let st = child.wait().unwrap();
         assert!(st.success(), "supervise: {st}\n{}", self.log());

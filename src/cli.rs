@@ -94,6 +94,21 @@ pub enum Command {
     /// bricks. See gsyncd-delete(8).
     Delete(DeleteArgs),
 
+    /// Show sessions' replication status, one row per brick of this node.
+    ///
+    /// While a session runs, its monitor answers over its status socket;
+    /// otherwise the status files tell (and the session shows Stopped). See
+    /// gsyncd-status(8).
+    #[command(after_help = "Examples:\n  \
+        gsyncd status\n  \
+        gsyncd status prod --detail\n  \
+        gsyncd status prod --json | jq '.sessions[0].bricks[] | {brick, status, lag_seconds}'")]
+    Status(StatusArgs),
+
+    /// Set a checkpoint, or wait until it is complete.
+    #[command(subcommand)]
+    Checkpoint(CheckpointCmd),
+
     /// Run a session: the main process of gsyncd@<session>.service.
     #[command(hide = true)]
     Supervise(SuperviseArgs),
@@ -144,6 +159,59 @@ pub enum ConfigCmd {
     /// Migrate a reference gsyncd.conf into a session file and report every
     /// key kept, renamed, converted or dropped.
     Import(ConfigImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Session name; without it, every session in the config directory.
+    pub session: Option<String>,
+    /// More columns: in-flight entry/data/meta operations, failures,
+    /// checkpoint, lag, restarts, files and bytes synced; and each brick's
+    /// last error.
+    #[arg(long)]
+    pub detail: bool,
+    /// Print one JSON object (versioned; see gsyncd-status(8)) with every
+    /// field, whatever --detail says.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CheckpointCmd {
+    /// Set the session's checkpoint (option checkpoint, as `gsyncd config
+    /// set` does): replication is complete for it once everything changed
+    /// before TIME is on the secondary. The running workers pick it up
+    /// without a restart.
+    #[command(after_help = "Examples:\n  \
+        gsyncd checkpoint set prod\n  \
+        gsyncd checkpoint set prod 1795469966\n  \
+        gsyncd checkpoint set prod '2026-11-23 10:00:00'")]
+    Set(CheckpointSetArgs),
+    /// Wait until every Active brick of this node has completed the
+    /// session's checkpoint; the exit status tells why it stopped waiting.
+    #[command(after_help = "Exit status: 0 completed, 9 timed out, 10 the session is not running, \
+        11 held back by failure-ledger items (at the timeout). See gsyncd-checkpoint(8).")]
+    Wait(CheckpointWaitArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckpointSetArgs {
+    /// Session name.
+    pub session: String,
+    /// `now` (the default), unix seconds, or local time as
+    /// "YYYY-MM-DD HH:MM:SS" (one argument, or date and time as two).
+    #[arg(value_name = "TIME", num_args = 0..=2)]
+    pub time: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckpointWaitArgs {
+    /// Session name.
+    pub session: String,
+    /// Give up after this many seconds (0: look once); without it, wait as
+    /// long as it takes.
+    #[arg(long, value_name = "S")]
+    pub timeout: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]

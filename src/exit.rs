@@ -27,6 +27,13 @@ pub enum Exit {
     BadInput = 7,
     /// `supervise` found the session already running (its pid file locked).
     AlreadyRunning = 8,
+    /// `checkpoint wait` gave up at its --timeout.
+    TimedOut = 9,
+    /// The session is not running (`checkpoint wait`).
+    NotRunning = 10,
+    /// `checkpoint wait` timed out while only failure-ledger items held the
+    /// checkpoint back (stime passed it).
+    FailuresPending = 11,
     /// Wrong command-line usage (sysexits EX_USAGE).
     Usage = 64,
     /// A role or command that this build does not implement yet (sysexits EX_UNAVAILABLE).
@@ -35,7 +42,7 @@ pub enum Exit {
 
 impl Exit {
     /// Every code with its one-line meaning, in the order gsyncd(8) lists them.
-    pub const ALL: [(Exit, &'static str); 11] = [
+    pub const ALL: [(Exit, &'static str); 14] = [
         (Exit::Ok, "success"),
         (Exit::Failure, "runtime failure (I/O, a peer or child command failed)"),
         (Exit::UnknownOption, "unknown configuration option name"),
@@ -45,6 +52,12 @@ impl Exit {
         (Exit::NoSuchSession, "no session file for the named session"),
         (Exit::BadInput, "malformed input file (changelog, HTIME index)"),
         (Exit::AlreadyRunning, "the session is already running"),
+        (Exit::TimedOut, "checkpoint wait: timed out before the checkpoint completed"),
+        (Exit::NotRunning, "the session is not running (checkpoint wait)"),
+        (
+            Exit::FailuresPending,
+            "checkpoint wait: timed out with only failure-ledger items holding the checkpoint back",
+        ),
         (Exit::Usage, "command-line usage error (including a role started by hand)"),
         (Exit::Unavailable, "role or command not implemented in this build"),
     ];

@@ -9,6 +9,7 @@ use clap::error::ErrorKind;
 
 use gsyncd::cli::{Cli, Command};
 use gsyncd::cmd::changelog::ShowError;
+use gsyncd::cmd::checkpoint::CheckpointError;
 use gsyncd::cmd::create::{CreateError, DeleteError};
 use gsyncd::config::ConfigError;
 use gsyncd::exit::{Exit, HasExit, NotImplemented};
@@ -24,6 +25,8 @@ fn role_name(c: &Command) -> &'static str {
         Command::Create(_) => "create",
         Command::Delete(_) => "delete",
         Command::Failures(_) => "failures",
+        Command::Status(_) => "status",
+        Command::Checkpoint(_) => "checkpoint",
         Command::Supervise(_) => "supervise",
         Command::Monitor(_) => "monitor",
         Command::Agent(_) => "agent",
@@ -36,8 +39,11 @@ fn role_name(c: &Command) -> &'static str {
 }
 
 fn session_of(c: &Command) -> Option<&str> {
-    use gsyncd::cli::ConfigCmd;
+    use gsyncd::cli::{CheckpointCmd, ConfigCmd};
     match c {
+        Command::Status(a) => a.session.as_deref(),
+        Command::Checkpoint(CheckpointCmd::Set(a)) => Some(&a.session),
+        Command::Checkpoint(CheckpointCmd::Wait(a)) => Some(&a.session),
         Command::Config(ConfigCmd::Get(a)) => Some(&a.session),
         Command::Config(ConfigCmd::Set(a)) => Some(&a.session),
         Command::Config(ConfigCmd::Reset(a)) => Some(&a.session),
@@ -77,6 +83,9 @@ fn exit_for(err: &anyhow::Error) -> Exit {
             return e.exit();
         }
         if let Some(e) = cause.downcast_ref::<gsyncd::cmd::failures::FailuresError>() {
+            return e.exit();
+        }
+        if let Some(e) = cause.downcast_ref::<CheckpointError>() {
             return e.exit();
         }
         if let Some(PidFileError::Running { .. }) = cause.downcast_ref::<PidFileError>() {
@@ -121,7 +130,8 @@ fn main() -> ExitCode {
         session_level: match &cli.command {
             Command::Secondary(a) => a.secondary_log_level.as_deref(),
             _ if configured.is_some() => configured.as_deref(),
-            _ => matches!(role, "config" | "changelog" | "create" | "delete" | "failures").then_some("WARNING"),
+            _ => matches!(role, "config" | "changelog" | "create" | "delete" | "failures" | "status" | "checkpoint")
+                .then_some("WARNING"),
         },
         target: cli.global.log_target,
         role,

@@ -207,15 +207,16 @@ fn groff_finds_nothing_to_warn_about() {
     if Command::new("groff").arg("--version").output().is_err() {
         panic!("groff is not installed (package groff-base); scripts/test.sh installs it");
     }
-    let mut pages: Vec<String> = fs::read_dir(man(""))
+    let mut pages: Vec<PathBuf> = fs::read_dir(man(""))
         .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".8") || n.ends_with(".5"))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "8" || x == "5"))
         .collect();
     pages.sort();
-    assert!(pages.len() >= 8, "{pages:?}");
-    for page in &pages {
-        let o = Command::new("groff").args(["-man", "-ww", "-z"]).arg(man(page)).output().unwrap();
+    assert!(pages.len() >= 10, "{pages:?}");
+    for path in &pages {
+        let page = path.file_name().unwrap().to_string_lossy();
+        let o = Command::new("groff").args(["-man", "-ww", "-z"]).arg(path).output().unwrap();
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(o.status.success() && err.trim().is_empty(), "groff on {page}:\n{err}");
     }
@@ -273,5 +274,85 @@ fn create_and_delete_pages_match_the_code() {
         for e in used {
             assert!(listed.contains(&e.code()), "{page} does not list exit code {}", e.code());
         }
+    }
+}
+
+/// gsyncd-status(8) and gsyncd-checkpoint(8) follow the code: every table
+/// column and every `--json` key is described, the pages list the exit
+/// codes the commands' errors map to (and only codes that exist), and the
+/// codes `checkpoint wait --help` names are the real ones.
+#[test]
+fn status_and_checkpoint_pages_match_the_code() {
+    use gsyncd::cmd::checkpoint::CheckpointError;
+    use gsyncd::cmd::status::{Clock, SessionStatus, Source, row, table};
+    use gsyncd::exit::HasExit;
+    use gsyncd::proto::status::BrickStatus;
+    // Font changes out, hyphens plain: the words as a reader sees them.
+    let plain = |t: &str| t.replace("\\-", "-").replace("\\fR", "").replace("\\fB", "").replace("\\fI", "");
+    let status = plain(&read("gsyncd-status.8"));
+    let st = BrickStatus { worker_status: "Active".into(), ..BrickStatus::default() };
+    let session = SessionStatus {
+        session: "s".into(),
+        primary: "pv".into(),
+        secondary: "h::sv".into(),
+        secondary_user: None,
+        secondary_host: None,
+        secondary_volume: None,
+        state: "Started".into(),
+        running: true,
+        source: Source::Monitor,
+        checkpoint: None,
+        note: None,
+        bricks: vec![row("n", b"/b", Some(0), st, "Started", 0, 0)],
+    };
+    let header = table(std::slice::from_ref(&session), true, true, &Clock::utc()).lines().nth(1).unwrap().to_owned();
+    for col in header.split("    ").map(str::trim).filter(|c| !c.is_empty()) {
+        let described = status.lines().any(|l| l.starts_with(".B ") && l.contains(col));
+        assert!(described, "gsyncd-status.8 does not describe column {col}");
+    }
+    let json = serde_json::to_value(&session).unwrap();
+    let brick_keys = json["bricks"][0].as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    let session_keys = json.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    let top = ["version", "generated", "sessions", "errors", "session", "error"];
+    for k in brick_keys.iter().chain(&session_keys).map(String::as_str).chain(top) {
+        let described = status
+            .lines()
+            .any(|l| (l.starts_with(".B ") || l.starts_with(".BR ")) && l.split_whitespace().nth(1) == Some(k));
+        assert!(described, "gsyncd-status.8 does not describe JSON key {k}");
+    }
+
+    let known: Vec<u8> = Exit::ALL.iter().map(|(e, _)| e.code()).collect();
+    let s = || "s".to_owned();
+    let checkpoint_codes = [
+        CheckpointError::NoCheckpoint { session: s() }.exit(),
+        CheckpointError::NotRunning { session: s() }.exit(),
+        CheckpointError::TimedOut { session: s(), checkpoint: s(), secs: 1, waiting: s() }.exit(),
+        CheckpointError::FailuresPending { session: s(), checkpoint: s(), waiting: s() }.exit(),
+        Exit::InvalidValue,
+        Exit::BadConfigFile,
+        Exit::NoSuchSession,
+    ];
+    let status_codes = [Exit::Ok, Exit::BadConfigFile, Exit::NoSuchSession, Exit::Usage];
+    for (page, used) in [("gsyncd-checkpoint.8", &checkpoint_codes[..]), ("gsyncd-status.8", &status_codes[..])] {
+        let listed = listed_exit_codes(page);
+        for c in &listed {
+            assert!(known.contains(c), "{page} lists exit code {c}, which src/exit.rs does not have");
+        }
+        for e in used {
+            assert!(listed.contains(&e.code()), "{page} does not list exit code {}", e.code());
+        }
+    }
+    let wait = Cli::command().find_subcommand("checkpoint").unwrap().find_subcommand("wait").unwrap().clone();
+    let help = wait.get_after_help().unwrap().to_string();
+    for (e, what) in [
+        (Exit::TimedOut, "timed out"),
+        (Exit::NotRunning, "the session is not running"),
+        (Exit::FailuresPending, "held back by failure-ledger items"),
+    ] {
+        assert!(
+            help.contains(&format!("{} {what}", e.code())),
+            "checkpoint wait --help lacks {} {what}: {help}",
+            e.code()
+        );
     }
 }

@@ -2,10 +2,12 @@
 //! rooms; this module only dispatches to them.
 
 pub mod changelog;
+pub mod checkpoint;
 pub mod cleanup;
 pub mod config;
 pub mod create;
 pub mod failures;
+pub mod status;
 
 use crate::cli::{Cli, Command};
 
@@ -19,6 +21,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Create(a) => create::create(&config_dir, &a),
         Command::Delete(a) => create::delete(&config_dir, &a),
         Command::Failures(c) => failures::run(&config_dir, c),
+        Command::Status(a) => status::run(&config_dir, &a),
+        Command::Checkpoint(c) => checkpoint::run(&config_dir, c),
         Command::Supervise(a) => crate::supervisor::run(&config_dir, &a),
         Command::Monitor(a) => crate::monitor::run(&config_dir, &a),
         Command::Agent(a) => crate::agent::run(&config_dir, &a),

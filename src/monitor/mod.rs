@@ -3,8 +3,10 @@
 //! worker here; plans again on request (SIGHUP) and when the bricks change.
 //! It also keeps the session's status files ([`statusfile`]): `monitor.status`
 //! and one `brick_<quoted path>.status` per brick, from the statuses the
-//! workers report (relayed by the supervisor).
+//! workers report (relayed by the supervisor), and serves the same on its
+//! status socket ([`socket`]) for `gsyncd status`.
 
+pub mod socket;
 pub mod statusfile;
 
 use std::path::{Path, PathBuf};
@@ -115,8 +117,23 @@ pub fn run(config_dir: &Path, args: &MonitorArgs) -> anyhow::Result<()> {
             }
         }
     })?;
-    let mut files = StatusFiles::new(&cfg);
+    let live: socket::Shared = std::sync::Arc::default();
+    {
+        let mut l = live.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        l.session.clone_from(&args.session);
+        l.plan = plan.clone();
+    }
+    let mut files = StatusFiles::new(&cfg, std::sync::Arc::clone(&live));
     files.monitor("Started");
+    // Without the socket `gsyncd status` still reads the files.
+    let sock_path = crate::proto::status::status_socket(Path::new(&opt(&cfg, "run-dir")));
+    let _socket = match socket::serve(&sock_path, std::sync::Arc::clone(&live)) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            warn!("no status socket: {e}");
+            None
+        }
+    };
     let mut current = plan;
     let mut next_plan = std::time::Instant::now() + REPLAN_EVERY;
     loop {
@@ -124,7 +141,7 @@ pub fn run(config_dir: &Path, args: &MonitorArgs) -> anyhow::Result<()> {
             Ok(Some(ToChild::Replan)) => {
                 if let Ok(c) = Config::load(config_dir, &args.session) {
                     cfg = c;
-                    files = StatusFiles { bricks: std::mem::take(&mut files.bricks), ..StatusFiles::new(&cfg) };
+                    files = StatusFiles::new(&cfg, std::sync::Arc::clone(&live));
                 }
             }
             Ok(Some(ToChild::BrickStatus { brick, status })) => {
@@ -142,6 +159,11 @@ pub fn run(config_dir: &Path, args: &MonitorArgs) -> anyhow::Result<()> {
             Ok(p) if p != current => {
                 info!(bricks = p.bricks.len(), "topology changed; new plan");
                 link.send(&ToSupervisor::Plan(p.clone()))?;
+                {
+                    let mut l = live.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    l.bricks.retain(|b, _| p.bricks.iter().any(|w| &w.path == b));
+                    l.plan = p.clone();
+                }
                 current = p;
             }
             Ok(_) => {}
@@ -150,23 +172,29 @@ pub fn run(config_dir: &Path, args: &MonitorArgs) -> anyhow::Result<()> {
     }
 }
 
-/// The session's status files, and the last status of each brick.
+/// The session's status files, and the last status of each brick (shared
+/// with the status socket).
 struct StatusFiles {
     state_dir: PathBuf,
     state_file: PathBuf,
-    bricks: std::collections::BTreeMap<Vec<u8>, crate::proto::status::BrickStatus>,
+    live: socket::Shared,
 }
 
 impl StatusFiles {
-    fn new(cfg: &Config) -> StatusFiles {
+    fn new(cfg: &Config, live: socket::Shared) -> StatusFiles {
         StatusFiles {
             state_dir: PathBuf::from(opt(cfg, "state-dir")),
             state_file: PathBuf::from(opt(cfg, "state-file")),
-            bricks: std::collections::BTreeMap::new(),
+            live,
         }
     }
 
+    fn live(&self) -> std::sync::MutexGuard<'_, socket::LiveState> {
+        self.live.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     fn monitor(&self, word: &str) {
+        word.clone_into(&mut self.live().monitor_status);
         match statusfile::write_monitor(&self.state_file, word) {
             Ok(()) => info!(status = word, file = %self.state_file.display(), "session status"),
             Err(e) => warn!("cannot write the session status: {e}"),
@@ -175,8 +203,9 @@ impl StatusFiles {
 
     fn brick(&mut self, brick: &[u8], mut st: crate::proto::status::BrickStatus) {
         // A checkpoint completed before a worker restart keeps its time.
-        let old = match self.bricks.get(brick) {
-            Some(o) => Some(o.clone()),
+        let known = self.live().bricks.get(brick).cloned();
+        let old = match known {
+            Some(o) => Some(o),
             None => statusfile::read_brick(&self.state_dir, brick),
         };
         if let Some(old) = old
@@ -190,6 +219,6 @@ impl StatusFiles {
         if let Err(e) = statusfile::write_brick(&self.state_dir, brick, &st) {
             warn!(brick = %String::from_utf8_lossy(brick), "cannot write the brick status: {e}");
         }
-        self.bricks.insert(brick.to_vec(), st);
+        self.live().bricks.insert(brick.to_vec(), st);
     }
 }

@@ -5,6 +5,8 @@
 //! The first fields are the reference's (same names and meanings, so
 //! existing tools that read the files keep working); the rest are ours.
 
+use std::path::{Path, PathBuf};
+
 use serde::{Deserialize, Serialize};
 
 /// `worker_status` values.
@@ -18,7 +20,10 @@ pub const HISTORY: &str = "History Crawl";
 pub const CHANGELOG: &str = "Changelog Crawl";
 pub const NA: &str = "N/A";
 
+/// Missing fields take their defaults, so a file written by an older
+/// version (or with fields added later) still reads.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct BrickStatus {
     /// The secondary host the worker syncs to.
     pub secondary_node: String,
@@ -91,6 +96,44 @@ impl Default for BrickStatus {
     }
 }
 
+/// The monitor's status socket in the session's run directory: a client
+/// connects, the monitor writes one [`LiveStatus`] as JSON and closes (it
+/// reads nothing from the client).
+pub const STATUS_SOCKET: &str = "status.sock";
+
+/// The version of [`LiveStatus`]; a client refuses another one.
+pub const LIVE_STATUS_VERSION: u32 = 1;
+
+/// Where the monitor of a session with this run directory listens.
+pub fn status_socket(run_dir: &Path) -> PathBuf {
+    run_dir.join(STATUS_SOCKET)
+}
+
+/// What the monitor's status socket serves: the session's current status,
+/// as the monitor knows it from the workers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveStatus {
+    /// [`LIVE_STATUS_VERSION`].
+    pub version: u32,
+    pub session: String,
+    /// The monitor's pid.
+    pub pid: u32,
+    /// What it wrote to `monitor.status` (`Started`).
+    pub monitor_status: String,
+    /// The bricks of the current plan, in volume order, then any other brick
+    /// a status arrived for.
+    pub bricks: Vec<LiveBrick>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveBrick {
+    /// The brick path (bytes).
+    pub path: Vec<u8>,
+    /// Its replica/disperse set, when the brick is in the plan.
+    pub subvol: Option<u32>,
+    pub status: BrickStatus,
+}
+
 /// The checkpoint state for a configured `checkpoint` (0: none), given the
 /// brick's stime and the oldest change still in the failure ledger: a
 /// checkpoint is complete once stime has passed it **and** nothing changed
@@ -139,5 +182,27 @@ mod tests {
         }
         let b = postcard::to_stdvec(&BrickStatus::default()).unwrap();
         assert_eq!(postcard::from_bytes::<BrickStatus>(&b).unwrap(), BrickStatus::default());
+    }
+
+    #[test]
+    fn files_with_fewer_fields_still_read() {
+        let st: BrickStatus = serde_json::from_str(r#"{"worker_status":"Active","last_synced":5}"#).unwrap();
+        assert_eq!(st.worker_status, ACTIVE);
+        assert_eq!(st.last_synced, 5);
+        assert_eq!(st.crawl_status, NA);
+    }
+
+    #[test]
+    fn live_status_round_trips_with_byte_paths() {
+        let live = LiveStatus {
+            version: LIVE_STATUS_VERSION,
+            session: "s".into(),
+            pid: 1,
+            monitor_status: "Started".into(),
+            bricks: vec![LiveBrick { path: b"/b/\xff".to_vec(), subvol: Some(0), status: BrickStatus::default() }],
+        };
+        let j = serde_json::to_vec(&live).unwrap();
+        assert_eq!(serde_json::from_slice::<LiveStatus>(&j).unwrap(), live);
+        assert_eq!(status_socket(Path::new("/run/gsyncd/s")), Path::new("/run/gsyncd/s/status.sock"));
     }
 }

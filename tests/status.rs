@@ -257,8 +257,9 @@ fn faulty(fx: &Fixture) {
     let port = t.lines().find(|l| l.starts_with("ssh-port = ")).unwrap().to_owned();
     fs::write(&f, t.replace(&port, "ssh-port = 1")).unwrap();
     let child = sess.start();
-    let v = sess.wait_json("the Faulty brick", Duration::from_secs(60), |v| {
-        v["sessions"][0]["bricks"][0]["status"] == "Faulty"
+    let v = sess.wait_json("the failing brick", Duration::from_secs(60), |v| {
+        let st = &v["sessions"][0]["bricks"][0]["status"];
+        *st == "Retrying" || *st == "Faulty"
     });
     let b = &v["sessions"][0]["bricks"][0];
     assert!(b["last_error"].as_str().is_some_and(|e| e.contains("Connection refused")), "{b:#}");
@@ -279,7 +280,7 @@ fn faulty(fx: &Fixture) {
     assert!(o.status.success(), "{}", text(&o));
     let o = sess.gsyncd(&["checkpoint", "wait", "bad", "--timeout", "1"]);
     assert_eq!(code(&o), 9, "{}", text(&o));
-    assert!(text(&o).contains(": Faulty") || text(&o).contains(": Initializing..."), "{}", text(&o));
+    assert!([": Retrying", ": Faulty", ": Initializing..."].iter().any(|w| text(&o).contains(w)), "{}", text(&o));
     sess.stop(child);
 }
 

@@ -152,7 +152,7 @@ pub fn verdict(bricks: &[BrickRow], cp: u64, clock: &Clock) -> Verdict {
             other => {
                 ledger = false;
                 match &b.last_error {
-                    Some(e) if other == st::FAULTY => format!("{other}: {e}"),
+                    Some(e) if other == st::FAULTY || other == st::RETRYING => format!("{other}: {e}"),
                     _ => other.to_owned(),
                 }
             }

@@ -512,13 +512,13 @@ pub fn table(sessions: &[SessionStatus], detail: bool, with_session: bool, clock
 }
 
 /// The last errors under the table: every brick's with `detail`, a Faulty
-/// brick's always.
+/// or Retrying brick's always.
 pub fn errors(sessions: &[SessionStatus], detail: bool, clock: &Clock) -> String {
     let mut out = String::new();
     for s in sessions {
         for b in &s.bricks {
             let Some(e) = &b.last_error else { continue };
-            if !detail && b.status != status::FAULTY {
+            if !detail && b.status != status::FAULTY && b.status != status::RETRYING {
                 continue;
             }
             if out.is_empty() {

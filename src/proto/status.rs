@@ -14,6 +14,9 @@ pub const INITIALIZING: &str = "Initializing...";
 pub const ACTIVE: &str = "Active";
 pub const PASSIVE: &str = "Passive";
 pub const FAULTY: &str = "Faulty";
+/// Failed and restarting after a backoff (not yet at the backoff cap,
+/// where it is Faulty: needs attention).
+pub const RETRYING: &str = "Retrying";
 /// `crawl_status` values.
 pub const HYBRID: &str = "Hybrid Crawl";
 pub const HISTORY: &str = "History Crawl";
@@ -27,7 +30,7 @@ pub const NA: &str = "N/A";
 pub struct BrickStatus {
     /// The secondary host the worker syncs to.
     pub secondary_node: String,
-    /// Initializing..., Active, Passive or Faulty.
+    /// Initializing..., Active, Passive, Retrying or Faulty.
     pub worker_status: String,
     /// stime (seconds): everything changed before it is on the secondary.
     pub last_synced: u64,

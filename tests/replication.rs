@@ -652,7 +652,7 @@ fn bad_input(fx: &Fixture) {
         fs::write(&f, edit(fs::read_to_string(&f).unwrap())).unwrap();
         let child = sess.start();
         let st = sess.wait_status(&primary.bricks[0], "the failure", |v| {
-            v["worker_status"] == "Faulty"
+            (v["worker_status"] == "Retrying" || v["worker_status"] == "Faulty")
                 && v["last_error"].as_str().is_some_and(|e| words.iter().all(|w| e.contains(w)))
         });
         eprintln!("{name}: {}", st["last_error"]);

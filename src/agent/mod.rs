@@ -202,6 +202,7 @@ impl Agent {
             let msg = match read(&self.dir, &e) {
                 Ok(mut c) => {
                     c.generation = f.generation;
+                    c.backlog = u32::try_from(f.pending.len()).unwrap_or(u32::MAX);
                     if f.gaps.remove(&e.ts) {
                         warn!(ts = e.ts, "a newer changelog index starts here: changelog was off before it");
                         c.gap_before = true;
@@ -274,6 +275,7 @@ fn read(dir: &ChangelogDir, e: &HtimeEntry) -> Result<Changelog, String> {
         size: 0,
         gap_before: false,
         generation: 0,
+        backlog: 0,
     };
     if e.empty {
         return Ok(c);

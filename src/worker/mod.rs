@@ -594,6 +594,9 @@ impl Replicator<'_> {
             }
         }
         let (entries, metas, datas) = (w.entries.len(), w.metas.len(), w.datas.len());
+        if let Some(last) = changelogs.last() {
+            self.status.borrow_mut().backlog = u64::from(last.backlog);
+        }
         self.in_flight(entries, metas, datas);
         self.entry_phase(w.entries)?;
         self.in_flight(0, metas, datas);

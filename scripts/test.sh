@@ -16,6 +16,9 @@ echo "== cargo clippy"
 cargo clippy --locked --all-targets -- -D warnings
 echo "== cargo test"
 # Test binaries run one after another; each real-cluster binary shares one
-# cluster fixture among its tests and removes it at the end.
+# cluster fixture among its tests and removes it at the end. tests/install.rs
+# builds the .deb and .rpm and installs the .deb in a Debian 12 root booted
+# with systemd-nspawn (made once with debootstrap, cached under
+# /var/cache/gsyncd-tests).
 cargo test --locked --all-targets
 echo "== all tests passed in $((SECONDS - start)) s"

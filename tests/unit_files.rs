@@ -66,6 +66,7 @@ fn unit_has_the_settings_the_supervisor_relies_on() {
     assert!(get(&u, "Unit", "Description").contains("%i"));
     let docs = words(&u, "Unit", "Documentation");
     assert!(docs.contains(&"man:gsyncd(8)") && docs.contains(&"man:gsyncd.toml(5)"), "{docs:?}");
+    assert!(docs.contains(&"man:gsyncd@.service(8)"), "{docs:?}");
     assert_eq!(get(&u, "Unit", "ConditionPathExists"), "/etc/gsyncd/%i.toml");
     for after in ["network-online.target", "glusterd.service"] {
         assert!(words(&u, "Unit", "After").contains(&after), "After= lacks {after}");
@@ -168,7 +169,7 @@ fn systemd_analyze_verify_accepts_an_instance() {
     // project's pages, so the references are checked against them.
     let man = dir.path().join("man");
     let manual = Path::new(env!("CARGO_MANIFEST_DIR")).join("man");
-    for (section, page) in [("man8", "gsyncd.8"), ("man5", "gsyncd.toml.5")] {
+    for (section, page) in [("man8", "gsyncd.8"), ("man8", "gsyncd@.service.8"), ("man5", "gsyncd.toml.5")] {
         fs::create_dir_all(man.join(section)).unwrap();
         std::os::unix::fs::symlink(manual.join(page), man.join(section).join(page)).unwrap();
     }

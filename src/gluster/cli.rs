@@ -9,7 +9,7 @@ use super::volinfo::{self, BrickStatus, VolInfoError, Volume};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GlusterCliError {
-    #[error("cannot read this node's glusterd UUID from {}", .path.display())]
+    #[error("cannot read this node's glusterd UUID from {}: is glusterd installed and has it run on this node (`systemctl status glusterd`), and is glusterd-workdir right?", .path.display())]
     NodeUuid {
         path: PathBuf,
         #[source]

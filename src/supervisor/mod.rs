@@ -316,7 +316,7 @@ impl Supervisor {
             .name(format!("ctl {label}"))
             .spawn(move || reader(id, reader_stream, &tx, &peer))
             .map_err(spawn_err)?;
-        info!(child = %label, pid = pid.as_raw(), "started");
+        info!(child = %label, pid = pid.as_raw(), "started {label} (pid {pid})");
         let now = Instant::now();
         Ok(Proc {
             id,
@@ -428,23 +428,23 @@ impl Supervisor {
         match msg {
             ToSupervisor::Heartbeat => {}
             ToSupervisor::Phase(ph) => {
-                info!(child = %kind.label(), phase = %ph, "phase");
+                info!(child = %kind.label(), phase = %ph, "{}: {ph}", kind.label());
                 p.phase = ph;
             }
             ToSupervisor::Ready => {
                 p.ready = true;
                 p.phase = "ready".into();
-                info!(child = %kind.label(), "ready");
+                info!(child = %kind.label(), "{} ready", kind.label());
                 if unit.all_ready() && unit.state == State::Initializing {
                     unit.state = State::Running;
                 }
             }
             ToSupervisor::Failed(e) => {
-                warn!(child = %kind.label(), phase = %p.phase, error = %e, "child stops with an error");
+                warn!(child = %kind.label(), phase = %p.phase, error = %e, "{} stops with an error: {e}", kind.label());
                 p.error = Some(e);
             }
             ToSupervisor::Fatal(reason) => {
-                error!(child = %kind.label(), reason = %reason, "child stops: needs attention");
+                error!(child = %kind.label(), reason = %reason, "{} stops and needs attention: {reason}", kind.label());
                 p.error = Some(reason.clone());
                 p.phase = format!("fatal: {reason}");
             }
@@ -560,13 +560,13 @@ impl Supervisor {
         let Some(unit) = self.unit_mut(key.as_deref()) else { return };
         let Some(p) = unit.procs.remove(&kind) else { return };
         if stopping || unit.state == State::Stopping {
-            info!(child = %kind.label(), status = %status, "exited");
+            info!(child = %kind.label(), status = %status, "{} exited: {status}", kind.label());
             return;
         }
         if unit.state.restart_at().is_some() {
             // The sibling of a failed child, stopped on purpose: the unit's
             // failure is already counted and its restart scheduled.
-            info!(child = %kind.label(), status = %status, "sibling exited");
+            info!(child = %kind.label(), status = %status, "{} (sibling) exited: {status}", kind.label());
             return;
         }
         let now = Instant::now();
@@ -581,12 +581,22 @@ impl Supervisor {
             restart_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
             failures = unit.backoff.failures,
             state = unit.state.name(),
-            "child exited; restarting after backoff"
+            "{} {status} while {}; restarting in {} ms ({})",
+            kind.label(),
+            p.phase,
+            delay.as_millis(),
+            unit.state.name()
         );
         // Its sibling goes too: the pair shares the changelog channel.
         for (k, sib) in &unit.procs {
             info!(child = %k.label(), pid = sib.pid.as_raw(), "stopping sibling");
             let _ = kill(sib.pid, Signal::SIGTERM);
+        }
+        if key.is_none() {
+            unit.status.last_error = match &p.error {
+                Some(e) => format!("{} {status}: {e}", kind.label()),
+                None => format!("{} {status}", kind.label()),
+            };
         }
         if let Some(b) = key {
             let st = &mut unit.status;
@@ -698,9 +708,18 @@ impl Supervisor {
                 if parts.is_empty() { "none".to_owned() } else { parts.join(", ") }
             ),
         };
-        let status = format!("{plan}; monitor {}", self.monitor.state.name());
+        let mut status = format!("{plan}; monitor {}", self.monitor.state.name());
+        // What keeps a unit failing, where `systemctl status` shows it.
+        let failing = std::iter::once(&self.monitor)
+            .chain(self.bricks.values())
+            .find(|u| u.state.restart_at().is_some() && !u.status.last_error.is_empty());
+        if let Some(u) = failing {
+            let e = &u.status.last_error;
+            let cut = e.char_indices().nth(200).map_or(e.len(), |(i, _)| i);
+            status.push_str(&format!("; last error: {}", &e[..cut]));
+        }
         if status != self.status {
-            info!(status = %status, "status");
+            info!(status = %status, "status: {status}");
             notify(&[sd_notify::NotifyState::Status(&status)]);
             self.status = status;
         }

@@ -7,6 +7,7 @@ pub mod cleanup;
 pub mod config;
 pub mod create;
 pub mod failures;
+pub mod preflight;
 pub mod status;
 
 use crate::cli::{Cli, Command};

@@ -99,6 +99,17 @@ fn exit_for(err: &anyhow::Error) -> Exit {
 }
 
 fn main() -> ExitCode {
+    // `gsyncd --version` alone (as the ssh gate admits it) also tells the
+    // versions of the tools, the clock and whether ssh forced the command,
+    // for `gsyncd doctor` on the other side; `-V` prints the first line only.
+    if std::env::args_os().skip(1).eq([std::ffi::OsString::from("--version")]) {
+        use std::io::Write;
+        let report = gsyncd::cmd::preflight::version_report();
+        return match std::io::stdout().lock().write_all(report.as_bytes()) {
+            Ok(()) => Exit::Ok.into(),
+            Err(_) => Exit::Failure.into(),
+        };
+    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

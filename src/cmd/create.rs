@@ -360,7 +360,7 @@ fn check_ssh(cfg: &Config, url: &SecondaryUrl, force: bool, pushed: bool) -> Res
         SshFailure::Ssh(p) => at(Step::Ssh)(p),
         SshFailure::Gsyncd(p) => at(Step::SecondaryGsyncd)(p),
     })?;
-    let theirs = reply.gsyncd;
+    let theirs = reply.report.gsyncd;
     let ours = env!("CARGO_PKG_VERSION");
     let ok = preflight::compatible(ours, &theirs);
     if !ok && !force {

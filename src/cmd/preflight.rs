@@ -1,6 +1,11 @@
 //! Checks that `gsyncd create` and `gsyncd doctor` share: each one finds a
 //! [`Problem`] (what is wrong, and how to fix it); the command decides the
 //! step it belongs to and how to report it.
+//!
+//! Also the extended `gsyncd --version` report ([`version_report`]), which
+//! the ssh gate admits: it tells the primary the secondary's gsyncd, rsync,
+//! tar and glusterfs versions, its clock, and whether it runs as an ssh
+//! forced command, without any new remote command.
 
 use std::fmt;
 use std::fs;
@@ -254,8 +259,7 @@ pub enum SshFailure {
 /// What the secondary's `gsyncd --version` said, and when.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RemoteVersion {
-    /// Its version number.
-    pub gsyncd: String,
+    pub report: VersionReport,
     /// Local unix time (seconds) just before ssh started and just after it
     /// ended: the secondary read its clock in between.
     pub sent: f64,
@@ -318,7 +322,7 @@ pub fn ask_version(cfg: &Config, url: &SecondaryUrl, pushed: bool) -> Result<Rem
             ),
         )));
     }
-    Ok(RemoteVersion { gsyncd: first.split_whitespace().nth(1).unwrap_or_default().to_owned(), sent, received })
+    Ok(RemoteVersion { report: VersionReport::parse(&stdout), sent, received })
 }
 
 /// Compatible gsyncd versions: the same major version, and for 0.x the same
@@ -332,6 +336,127 @@ pub fn compatible(ours: &str, theirs: &str) -> bool {
         ((Some(0), Some(a)), (Some(0), Some(b))) => a == b,
         ((Some(a), _), (Some(b), _)) => a != 0 && a == b,
         _ => false,
+    }
+}
+
+// ------------------------------------------------------- version report
+
+/// A program's version as `--version` printed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tool {
+    /// Its version number (`unknown` when the output holds none) and path.
+    Found {
+        version: String,
+        path: String,
+    },
+    Missing,
+}
+
+impl fmt::Display for Tool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Tool::Found { version, path } => write!(f, "{version} ({path})"),
+            Tool::Missing => f.write_str("missing"),
+        }
+    }
+}
+
+/// The first word of the first line that looks like a version number
+/// (`rsync  version 3.2.7  protocol version 31`, `tar (GNU tar) 1.34`,
+/// `glusterfs 10.3`).
+pub fn version_word(text: &str) -> Option<String> {
+    text.lines()
+        .next()?
+        .split_whitespace()
+        .find(|w| w.starts_with(|c: char| c.is_ascii_digit()) && w.contains('.'))
+        .map(|w| w.trim_end_matches([',', ';']).to_owned())
+}
+
+/// Runs `program --version`.
+pub fn tool_version(program: &Path) -> Tool {
+    match Command::new(program).arg("--version").stdin(Stdio::null()).stderr(Stdio::null()).output() {
+        Ok(o) if o.status.success() => Tool::Found {
+            version: version_word(&String::from_utf8_lossy(&o.stdout)).unwrap_or_else(|| "unknown".into()),
+            path: program.display().to_string(),
+        },
+        _ => Tool::Missing,
+    }
+}
+
+/// A program by name as a shell would find it in `PATH`, or the path given.
+pub fn find_program(name: &str) -> Option<PathBuf> {
+    if name.contains('/') {
+        return Some(PathBuf::from(name));
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
+}
+
+/// Where the ssh gate finds rsync and tar (it runs them from these
+/// directories only), or glusterfs.
+fn first_existing(name: &str, dirs: &[&str]) -> Option<PathBuf> {
+    dirs.iter().map(|d| Path::new(d).join(name)).find(|p| p.exists())
+}
+
+/// What `gsyncd --version` alone prints: its own version on the first line
+/// (as `gsyncd -V`), then one `NAME VALUE` line each for the rsync and tar
+/// the ssh gate would run, glusterfs, this node's clock, and whether it runs
+/// as an ssh forced command (sshd sets SSH_ORIGINAL_COMMAND only then).
+pub fn version_report() -> String {
+    let tool = |name: &str, dirs: &[&str]| match first_existing(name, dirs) {
+        Some(p) => match tool_version(&p) {
+            Tool::Found { version, path } => format!("{name} {version} {path}"),
+            Tool::Missing => format!("{name} missing"),
+        },
+        None => format!("{name} missing"),
+    };
+    let clock = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    [
+        format!("gsyncd {}", env!("CARGO_PKG_VERSION")),
+        tool("rsync", &["/usr/bin", "/bin"]),
+        tool("tar", &["/usr/bin", "/bin"]),
+        tool("glusterfs", &["/usr/sbin", "/sbin", "/usr/bin"]),
+        format!("clock {}.{:09}", clock.as_secs(), clock.subsec_nanos()),
+        format!("forced-command {}", if std::env::var_os("SSH_ORIGINAL_COMMAND").is_some() { "yes" } else { "no" }),
+    ]
+    .iter()
+    .map(|l| format!("{l}\n"))
+    .collect()
+}
+
+/// [`version_report`] as read back; fields an older gsyncd does not print
+/// are None.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VersionReport {
+    pub gsyncd: String,
+    pub rsync: Option<Tool>,
+    pub tar: Option<Tool>,
+    pub glusterfs: Option<Tool>,
+    pub clock: Option<f64>,
+    pub forced_command: Option<bool>,
+}
+
+impl VersionReport {
+    pub fn parse(text: &str) -> VersionReport {
+        let mut r = VersionReport::default();
+        for line in text.lines() {
+            let mut w = line.split_whitespace();
+            let (Some(name), Some(value)) = (w.next(), w.next()) else { continue };
+            let tool = || match value {
+                "missing" => Tool::Missing,
+                v => Tool::Found { version: v.to_owned(), path: w.clone().next().unwrap_or_default().to_owned() },
+            };
+            match name {
+                "gsyncd" if r.gsyncd.is_empty() => r.gsyncd = value.to_owned(),
+                "rsync" => r.rsync = Some(tool()),
+                "tar" => r.tar = Some(tool()),
+                "glusterfs" => r.glusterfs = Some(tool()),
+                "clock" => r.clock = value.parse().ok(),
+                "forced-command" => r.forced_command = Some(value == "yes"),
+                _ => {}
+            }
+        }
+        r
     }
 }
 
@@ -456,5 +581,38 @@ mod tests {
         assert_eq!(bare_host("dr1"), "dr1");
         let u = SecondaryUrl::parse("geo@dr1::sv").unwrap();
         assert_eq!(ssh_target(&u), "geo@dr1");
+    }
+
+    #[test]
+    fn version_words() {
+        assert_eq!(version_word("rsync  version 3.2.7  protocol version 31\nCopyright").as_deref(), Some("3.2.7"));
+        assert_eq!(version_word("tar (GNU tar) 1.34\n").as_deref(), Some("1.34"));
+        assert_eq!(version_word("bsdtar 3.6.2 - libarchive 3.6.2").as_deref(), Some("3.6.2"));
+        assert_eq!(version_word("glusterfs 10.3\nRepository revision").as_deref(), Some("10.3"));
+        assert_eq!(version_word("no numbers here"), None);
+    }
+
+    #[test]
+    fn the_report_reads_back_and_keeps_its_first_line() {
+        let text = version_report();
+        assert_eq!(text.lines().next(), Some(concat!("gsyncd ", env!("CARGO_PKG_VERSION"))));
+        let r = VersionReport::parse(&text);
+        assert_eq!(r.gsyncd, env!("CARGO_PKG_VERSION"));
+        assert!(r.rsync.is_some() && r.tar.is_some() && r.glusterfs.is_some());
+        let now = unix_secs_f64(SystemTime::now());
+        assert!(r.clock.is_some_and(|c| (now - c).abs() < 60.0), "{text}");
+        assert!(r.forced_command.is_some());
+
+        let r = VersionReport::parse(
+            "gsyncd 0.1.0\nrsync 3.2.7 /usr/bin/rsync\ntar missing\nclock 1795469966.5\nforced-command yes\n",
+        );
+        assert_eq!(r.rsync, Some(Tool::Found { version: "3.2.7".into(), path: "/usr/bin/rsync".into() }));
+        assert_eq!(r.tar, Some(Tool::Missing));
+        assert_eq!(r.glusterfs, None);
+        assert_eq!(r.clock, Some(1_795_469_966.5));
+        assert_eq!(r.forced_command, Some(true));
+        // An older gsyncd prints one line.
+        let r = VersionReport::parse("gsyncd 0.1.0\n");
+        assert_eq!((r.gsyncd.as_str(), r.rsync, r.clock, r.forced_command), ("0.1.0", None, None, None));
     }
 }

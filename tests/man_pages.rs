@@ -356,3 +356,36 @@ fn status_and_checkpoint_pages_match_the_code() {
         );
     }
 }
+
+/// gsyncd-doctor(8) follows the code: every check is described under its
+/// number and name, in order, and the page lists the exit codes doctor's
+/// errors map to (and only codes that exist); `doctor --help` names the
+/// check-failed code.
+#[test]
+fn doctor_page_matches_the_code() {
+    use gsyncd::cmd::doctor::{DoctorError, Step};
+    use gsyncd::exit::HasExit;
+    let page = read("gsyncd-doctor.8").replace("\\-", "-");
+    let described: Vec<&str> = page.lines().filter_map(|l| l.strip_prefix(".B ")).collect();
+    let mut at = 0;
+    for step in Step::ALL {
+        let want = format!("{} {}", step.number(), step.name());
+        let found = described[at..].iter().position(|l| *l == want);
+        assert!(found.is_some(), "gsyncd-doctor.8 does not describe check {want:?} (after the previous one)");
+        at += found.unwrap_or(0) + 1;
+    }
+    assert!(page.contains(&format!("/{}]", Step::ALL.len())), "gsyncd-doctor.8 does not say how many checks there are");
+    let failed =
+        DoctorError::Failed { step: Step::Ssh, problem: String::new(), fix: String::new(), more: String::new() };
+    let known: Vec<u8> = Exit::ALL.iter().map(|(e, _)| e.code()).collect();
+    let listed = listed_exit_codes("gsyncd-doctor.8");
+    for c in &listed {
+        assert!(known.contains(c), "gsyncd-doctor.8 lists exit code {c}, which src/exit.rs does not have");
+    }
+    for e in [Exit::Ok, failed.exit(), Exit::BadConfigFile, Exit::NoSuchSession, Exit::Usage] {
+        assert!(listed.contains(&e.code()), "gsyncd-doctor.8 does not list exit code {}", e.code());
+    }
+    let doctor = Cli::command().find_subcommand("doctor").unwrap().clone();
+    let help = doctor.get_after_help().unwrap().to_string();
+    assert!(help.contains(&format!("{} a check failed", failed.exit().code())), "doctor --help: {help}");
+}

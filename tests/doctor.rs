@@ -1,19 +1,24 @@
-//! `gsyncd doctor` against real sessions (real glusterd, FUSE mounts, sshd
-//! through the gate): it passes every check on a good session, and names
-//! the failing check with its fix for a closed ssh port and for a primary
-//! without changelog.
+//! `gsyncd doctor` and the metrics endpoint against real sessions (real
+//! glusterd, FUSE mounts, sshd through the gate): doctor passes every check
+//! on a good session, names the failing check with its fix for a closed
+//! ssh port and for a primary without changelog, and passes on a running
+//! session, whose monitor serves the brick's gauges as Prometheus text
+//! (scraped with a plain TcpStream).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
 
 use std::fs;
-use std::net::TcpListener;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Command, Output};
-use std::time::Instant;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use gsyncd::cmd::doctor::Step;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 use support::cluster::{Shape, Side, Volume};
 use support::{Fixture, Trial, trial};
 
@@ -23,6 +28,7 @@ fn main() {
             trial("doctor_passes_every_check_on_a_good_session", fx, good),
             trial("doctor_names_ssh_for_a_closed_port", fx, closed_port),
             trial("doctor_names_volume_options_for_a_primary_without_changelog", fx, no_changelog),
+            trial("a_running_session_serves_metrics_and_passes_doctor", fx, metrics),
             Trial::test("doctor_of_an_unknown_session_exits_6", || {
                 let d = tempfile::tempdir().unwrap();
                 assert_eq!(gsyncd(d.path(), &["doctor", "nope"]).status.code(), Some(6));
@@ -35,6 +41,18 @@ fn main() {
 struct Session {
     dir: tempfile::TempDir,
     name: String,
+}
+
+/// A running `gsyncd supervise`, stopped (SIGTERM) however the test ends.
+struct Running(Option<Child>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = kill(Pid::from_raw(c.id() as i32), Signal::SIGTERM);
+            let _ = c.wait();
+        }
+    }
 }
 
 impl Session {
@@ -58,6 +76,24 @@ impl Session {
             args.push("--all");
         }
         gsyncd(self.dir.path(), &args)
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("supervise.log")).unwrap_or_default()
+    }
+
+    fn start(&self) -> Running {
+        let log = fs::File::create(self.dir.path().join("supervise.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_gsyncd"))
+            .args(["--log-target", "stderr", "--config-dir"])
+            .arg(self.dir.path())
+            .args(["supervise", &self.name])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        Running(Some(child))
     }
 
     /// Nothing of doctor's is left mounted or in the run directory's mnt/.
@@ -147,4 +183,105 @@ fn no_changelog(fx: &Fixture) {
     for step in &Step::ALL[..Step::VolumeOptions.number() - 1] {
         assert!(line(&o, *step).contains(": ok: "), "{step} before it passed: {}", text(&o));
     }
+}
+
+/// `GET path` over a plain TcpStream: (status line, body).
+fn http_get(port: u16, path: &str) -> (String, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    (head.lines().next().unwrap_or_default().to_owned(), body.to_owned())
+}
+
+/// The value of the sample `name{labels}` (labels given as they print).
+fn sample(body: &str, series: &str) -> Option<f64> {
+    body.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+fn metrics(fx: &Fixture) {
+    let p = fx.volume("metrics-primary", Shape::Single, Side::Primary);
+    let s = fx.volume("metrics-secondary", Shape::Single, Side::Secondary);
+    fs::write(p.mount.join("m"), b"metrics").unwrap();
+    let port = free_port();
+    let sess = Session::new(fx, "met", &p, &s, &format!("metrics-listen = \"127.0.0.1:{port}\"\n"));
+    let _running = sess.start();
+    let brick = p.bricks[0].display().to_string();
+    let labels = format!("{{session=\"met\",brick=\"{brick}\"}}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let body = loop {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            let (status, body) = http_get(port, "/metrics");
+            assert_eq!(status, "HTTP/1.0 200 OK", "{body}");
+            let crawl = format!(
+                "gsyncd_brick_crawl_status{{session=\"met\",brick=\"{brick}\",crawl_status=\"Changelog Crawl\"}}"
+            );
+            if sample(&body, &crawl) == Some(1.0) {
+                break body;
+            }
+        }
+        assert!(Instant::now() < deadline, "no live changelog crawl in the metrics\n{}", sess.log());
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    eprintln!("metrics:\n{body}");
+    let active = format!("gsyncd_brick_status{{session=\"met\",brick=\"{brick}\",status=\"Active\"}}");
+    assert_eq!(sample(&body, &active), Some(1.0), "{body}");
+    let passive = format!("gsyncd_brick_status{{session=\"met\",brick=\"{brick}\",status=\"Passive\"}}");
+    assert_eq!(sample(&body, &passive), Some(0.0), "{body}");
+    let synced = sample(&body, &format!("gsyncd_brick_last_synced_timestamp_seconds{labels}")).unwrap();
+    assert!(synced > 1.7e9, "{body}");
+    let lag = sample(&body, &format!("gsyncd_brick_lag_seconds{labels}")).unwrap();
+    assert!((0.0..120.0).contains(&lag), "{body}");
+    for name in [
+        "gsyncd_brick_entry_in_flight",
+        "gsyncd_brick_data_in_flight",
+        "gsyncd_brick_meta_in_flight",
+        "gsyncd_brick_failures",
+        "gsyncd_brick_files_synced_total",
+        "gsyncd_brick_bytes_synced_total",
+        "gsyncd_brick_entry_ops_total",
+        "gsyncd_brick_meta_ops_total",
+        "gsyncd_brick_restarts_total",
+    ] {
+        assert!(sample(&body, &format!("{name}{labels}")).is_some(), "{name} missing:\n{body}");
+        assert!(body.contains(&format!("# TYPE {name} ")), "{name} has no TYPE:\n{body}");
+    }
+    assert!(sample(&body, &format!("gsyncd_brick_files_synced_total{labels}")).unwrap() >= 1.0, "{body}");
+    assert_eq!(sample(&body, "gsyncd_up{session=\"met\"}"), Some(1.0), "{body}");
+    // No checkpoint: no checkpoint sample.
+    assert!(!body.contains("gsyncd_brick_checkpoint_completed{"), "{body}");
+    // The same numbers as status --json.
+    let o = gsyncd(sess.dir.path(), &["status", "met", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let b = &v["sessions"][0]["bricks"][0];
+    assert_eq!(b["last_synced"].as_f64().unwrap(), synced, "{b:#}\n{body}");
+    assert_eq!(b["restarts"].as_f64(), sample(&body, &format!("gsyncd_brick_restarts_total{labels}")), "{body}");
+    let (status, _) = http_get(port, "/nope");
+    assert_eq!(status, "HTTP/1.0 404 Not Found");
+
+    // A checkpoint set meanwhile (the file changes, the monitor is not
+    // told) shows, and completes on the idle volume.
+    let o = gsyncd(sess.dir.path(), &["checkpoint", "set", "met"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let done = format!("gsyncd_brick_checkpoint_completed{labels}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let body = loop {
+        let (_, body) = http_get(port, "/metrics");
+        if sample(&body, &done) == Some(1.0) {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "the checkpoint never completed:\n{body}\n{}", sess.log());
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let cp = sample(&body, &format!("gsyncd_brick_checkpoint_timestamp_seconds{labels}")).unwrap();
+    assert!(sample(&body, &format!("gsyncd_brick_last_synced_timestamp_seconds{labels}")).unwrap() >= cp, "{body}");
+
+    // Doctor on the running session: everything passes, and the pid file
+    // names the supervisor.
+    let o = sess.doctor(true);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(line(&o, Step::PidFile).contains("the session runs"), "{}", text(&o));
+    assert!(line(&o, Step::StaleMounts).contains(": ok: "), "the worker's mount is not stale: {}", text(&o));
 }

@@ -144,6 +144,8 @@ fn good(fx: &Fixture) {
     assert!(line(&o, Step::PidFile).contains("stopped"), "{}", text(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("14 checks passed"), "{}", text(&o));
     sess.assert_clean();
+    let run = sess.dir.path().join("run");
+    assert!(!run.exists(), "doctor leaves no run directory behind: {:?}", fs::read_dir(&run).map(|d| d.count()));
 }
 
 fn closed_port(fx: &Fixture) {

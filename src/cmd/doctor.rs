@@ -478,14 +478,25 @@ impl Doctor<'_> {
             self.cfg.session,
             url.host
         );
-        let sec = match crate::worker::transport::connect(&settings, &preflight::hostname(), dist) {
-            Ok(s) => s,
+        // The worker's ssh keeps a control socket in <run-dir>/ssh/; a
+        // killed master leaves its socket file, which doctor removes, with
+        // the directories it made.
+        let control = settings.control_path();
+        let made: Vec<PathBuf> =
+            control.ancestors().skip(1).take(2).filter(|d| !d.exists()).map(Path::to_path_buf).collect();
+        let answer = crate::worker::transport::connect(&settings, &preflight::hostname(), dist).map(|sec| {
+            let wait = Some(settings.connection_timeout + Duration::from_secs(10));
+            let answer = sec.client.call(crate::proto::rpc::Call::Lstat(vec![root_gfid_path()]), wait);
+            (sec.pid, answer)
+        });
+        let _ = fs::remove_file(&control);
+        for d in &made {
+            let _ = fs::remove_dir(d);
+        }
+        let (pid, answer) = match answer {
+            Ok(a) => a,
             Err(e) => return fail(preflight::chain(&e), log_fix),
         };
-        let wait = Some(settings.connection_timeout + Duration::from_secs(10));
-        let answer = sec.client.call(crate::proto::rpc::Call::Lstat(vec![root_gfid_path()]), wait);
-        let pid = sec.pid;
-        drop(sec);
         match answer {
             Ok(crate::proto::rpc::Answer::Lstat(v)) => match v.first() {
                 Some(Ok(st)) if st.mode & 0o170_000 == 0o040_000 => Outcome::Pass(format!(

@@ -348,7 +348,7 @@ impl Doctor<'_> {
     }
 
     fn volume_options(&mut self) -> Outcome {
-        let Some(vol) = &self.pvol else { return Outcome::Skip("the primary volume is not known".into()) };
+        let Some(vol) = &self.pvol else { return Outcome::Skip("check primary volume failed".into()) };
         let xsync = opt(self.cfg, "change-detector") == "xsync";
         let off: Vec<&str> = preflight::VOLUME_OPTIONS
             .iter()
@@ -419,7 +419,7 @@ impl Doctor<'_> {
 
     fn primary_mount(&mut self) -> Outcome {
         if self.pvol.is_none() {
-            return Outcome::Skip("the primary volume is not Started (check primary volume)".into());
+            return Outcome::Skip("check primary volume failed".into());
         }
         let params = opt(self.cfg, "gluster-params").split_whitespace().map(str::to_owned).collect();
         let opts = preflight::mount_options(self.cfg, "localhost", &self.primary, params, "doctor-primary-mount.log");
@@ -463,7 +463,7 @@ impl Doctor<'_> {
             return Outcome::Skip("the secondary's gsyncd cannot be reached (check ssh)".into());
         }
         if !self.svol_ok {
-            return Outcome::Skip("the secondary volume is not Started (check secondary volume)".into());
+            return Outcome::Skip("check secondary volume failed".into());
         }
         let brick = self.local_bricks().into_iter().next().unwrap_or_else(|| PathBuf::from("/doctor"));
         let settings = match crate::worker::settings::Settings::load(self.cfg, &self.cfg.session, &brick) {

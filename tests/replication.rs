@@ -12,14 +12,14 @@ use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{PermissionsExt, symlink};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use gsyncd::monitor::statusfile;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use support::cluster::{Shape, Volume};
+use support::session::{Running, Session};
 use support::tree::{self, Options};
 use support::{Fixture, trial};
 
@@ -35,84 +35,17 @@ fn main() {
     })
 }
 
-struct Session {
-    dir: tempfile::TempDir,
-    name: String,
-}
-
-impl Session {
-    fn new(fx: &Fixture, name: &str, p: &Volume, s: &Volume) -> Session {
-        Session::with(fx, name, p, s, false)
+/// A session with debug logging; with `tar`, the tar engine (sync-method
+/// tarssh) instead of rsync.
+fn session(fx: &Fixture, name: &str, p: &Volume, s: &Volume, tar: bool) -> Session {
+    let sess = Session::new(fx, name, p, s, "log-level = \"DEBUG\"\n");
+    if tar {
+        sess.edit(|t| {
+            let ssh_options = t.lines().find(|l| l.starts_with("ssh-options = ")).unwrap().to_owned();
+            format!("{t}sync-method = \"tarssh\"\n{}\n", ssh_options.replacen("ssh-options", "ssh-options-tar", 1))
+        });
     }
-
-    /// With `tar`, the tar engine (sync-method tarssh) instead of rsync.
-    fn with(fx: &Fixture, name: &str, p: &Volume, s: &Volume, tar: bool) -> Session {
-        let dir = tempfile::tempdir().unwrap();
-        let mut text = format!("{}log-level = \"DEBUG\"\n", support::session_config(fx, p, s, dir.path()));
-        if tar {
-            let ssh_options = text.lines().find(|l| l.starts_with("ssh-options = ")).unwrap().to_owned();
-            text.push_str(&format!(
-                "sync-method = \"tarssh\"\n{}\n",
-                ssh_options.replacen("ssh-options", "ssh-options-tar", 1)
-            ));
-        }
-        fs::write(dir.path().join(format!("{name}.toml")), text).unwrap();
-        Session { dir, name: name.to_owned() }
-    }
-
-    fn log(&self) -> PathBuf {
-        self.dir.path().join("supervise.log")
-    }
-
-    fn start(&self) -> Child {
-        let log = fs::File::create(self.log()).unwrap();
-        Command::new(env!("CARGO_BIN_EXE_gsyncd"))
-            .args(["--log-target", "stderr", "--config-dir"])
-            .arg(self.dir.path())
-            .args(["supervise", &self.name])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap()
-    }
-
-    fn log_text(&self) -> String {
-        fs::read_to_string(self.log()).unwrap_or_default()
-    }
-
-    /// The brick's status file, as the monitor wrote it.
-    fn status(&self, brick: &Path) -> serde_json::Value {
-        let f = statusfile::brick_file(&self.dir.path().join("state"), brick.as_os_str().as_bytes());
-        fs::read(&f).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or(serde_json::Value::Null)
-    }
-
-    fn monitor_status(&self) -> String {
-        fs::read_to_string(self.dir.path().join("state/monitor.status")).unwrap_or_default()
-    }
-
-    /// Waits until the brick's status satisfies `f`.
-    fn wait_status(&self, brick: &Path, what: &str, f: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let st = self.status(brick);
-            if f(&st) {
-                return st;
-            }
-            assert!(Instant::now() < deadline, "status never showed {what}: {st}\n{}", self.log_text());
-            std::thread::sleep(Duration::from_millis(300));
-        }
-    }
-
-    fn config_set(&self, name: &str, value: &str) {
-        let o = Command::new(env!("CARGO_BIN_EXE_gsyncd"))
-            .arg("--config-dir")
-            .arg(self.dir.path())
-            .args(["config", "set", &self.name, name, value])
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "config set {name}: {}", String::from_utf8_lossy(&o.stderr));
-    }
+    sess
 }
 
 /// The pid of a running role process (`worker`, `agent`, ...) of a session.
@@ -125,13 +58,6 @@ fn role_pid(sess: &Session, role: &str) -> Option<u32> {
     })
 }
 
-fn stop(sess: &Session, mut child: Child) {
-    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
-    let st = child.wait().unwrap();
-    assert!(st.success(), "supervise: {st}\n{}", sess.log_text());
-    assert!(support::cluster::mounts_under(&sess.dir.path().join("run")).is_empty());
-}
-
 fn wait_log(sess: &Session, what: &str, timeout: Duration) {
     let deadline = Instant::now() + timeout;
     while !sess.log_text().contains(what) {
@@ -141,7 +67,7 @@ fn wait_log(sess: &Session, what: &str, timeout: Duration) {
 }
 
 /// Waits until the secondary's tree equals the primary's.
-fn converge(p: &Volume, s: &Volume, sess: &Session, child: &mut Child, timeout: Duration) {
+fn converge(p: &Volume, s: &Volume, sess: &Session, child: &mut Running, timeout: Duration) {
     let o = Options { mtimes: false, ..Options::default() };
     let deadline = Instant::now() + timeout;
     loop {
@@ -149,7 +75,7 @@ fn converge(p: &Volume, s: &Volume, sess: &Session, child: &mut Child, timeout: 
         if d.is_empty() {
             return;
         }
-        let exited = child.try_wait().unwrap();
+        let exited = child.try_wait();
         if Instant::now() > deadline || exited.is_some() {
             let log = sess.log_text();
             let tail: Vec<&str> = log.lines().rev().take(400).collect();
@@ -180,7 +106,7 @@ fn crawl_then_live(fx: &Fixture) {
     std::os::unix::fs::chown(m.join("pre/a/b/c/deep"), Some(1234), Some(5678)).unwrap();
     xattr::set(m.join("pre/a/b/c/deep"), "user.crawled", b"by the crawl").unwrap();
 
-    let sess = Session::new(fx, "e2e", &p, &s);
+    let sess = session(fx, "e2e", &p, &s, false);
     // One attempt per batch: data that does not arrive goes to the failure
     // ledger at once (exercised below with a file that keeps growing).
     {
@@ -192,7 +118,7 @@ fn crawl_then_live(fx: &Fixture) {
     converge(&p, &s, &sess, &mut child, Duration::from_secs(90));
     // The status files: the reference's names and keys.
     let b0 = &p.bricks[0];
-    let st = sess.wait_status(b0, "the live changelog crawl", |v| v["crawl_status"] == "Changelog Crawl");
+    let st = sess.wait_brick_status(b0, "the live changelog crawl", |v| v["crawl_status"] == "Changelog Crawl");
     assert_eq!(st["worker_status"], "Active", "{st}");
     assert_eq!(st["secondary_node"], "127.0.0.1", "{st}");
     assert!(st["last_synced"].as_u64().unwrap() > 1_700_000_000, "{st}");
@@ -202,7 +128,7 @@ fn crawl_then_live(fx: &Fixture) {
     // A checkpoint on an idle volume completes by itself (no touch needed):
     // empty rollovers move stime.
     sess.config_set("checkpoint", "now");
-    let st = sess.wait_status(b0, "the checkpoint completed", |v| v["checkpoint_completed"] == "Yes");
+    let st = sess.wait_brick_status(b0, "the checkpoint completed", |v| v["checkpoint_completed"] == "Yes");
     assert!(st["checkpoint_completion_time"].as_u64().unwrap() >= st["checkpoint_time"].as_u64().unwrap(), "{st}");
     assert!(st["last_synced"].as_u64().unwrap() >= st["checkpoint_time"].as_u64().unwrap(), "{st}");
 
@@ -240,10 +166,7 @@ fn crawl_then_live(fx: &Fixture) {
     converge(&p, &s, &sess, &mut child, Duration::from_secs(90));
 
     // Orderly stop: exit 0, no mount left, progress recorded on the brick.
-    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
-    let st = child.wait().unwrap();
-    assert!(st.success(), "supervise: {st}\n{}", sess.log_text());
-    assert!(support::cluster::mounts_under(&sess.dir.path().join("run")).is_empty());
+    sess.stop(child);
     assert_eq!(sess.monitor_status(), "Stopped");
     let stimes: Vec<String> = xattr::list(&p.bricks[0])
         .unwrap()
@@ -381,20 +304,20 @@ fn crawl_then_live(fx: &Fixture) {
     }
     // The ledger shows in status, and holds a checkpoint back although
     // stime passes it.
-    let before = sess.status(b0)["checkpoint_time"].as_u64().unwrap();
+    let before = sess.brick_status(b0)["checkpoint_time"].as_u64().unwrap();
     std::thread::sleep(Duration::from_secs(1));
     sess.config_set("checkpoint", "now");
     let cp =
-        sess.wait_status(b0, "the new checkpoint", |v| v["checkpoint_time"].as_u64() > Some(before))["checkpoint_time"]
+        sess.wait_brick_status(b0, "the new checkpoint", |v| v["checkpoint_time"].as_u64() > Some(before))["checkpoint_time"]
             .as_u64()
             .unwrap();
-    let st = sess.wait_status(b0, "stime past the checkpoint", |v| v["last_synced"].as_u64() >= Some(cp));
+    let st = sess.wait_brick_status(b0, "stime past the checkpoint", |v| v["last_synced"].as_u64() >= Some(cp));
     assert!(st["failures"].as_u64().unwrap() >= 1, "{st}");
     assert_eq!(st["checkpoint_completed"], "No", "an unsynced item older than the checkpoint: {st}");
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     writer.join().unwrap();
     converge(&p, &s, &sess, &mut child, Duration::from_secs(120));
-    let st = sess.wait_status(b0, "the checkpoint completed", |v| v["checkpoint_completed"] == "Yes");
+    let st = sess.wait_brick_status(b0, "the checkpoint completed", |v| v["checkpoint_completed"] == "Yes");
     assert_eq!(st["failures"], 0, "{st}");
     let v = xattr::get(&grow, "glusterfs.gfid.string").unwrap().unwrap();
     let g = String::from_utf8_lossy(v.strip_suffix(b"\0").unwrap_or(&v)).into_owned();
@@ -403,10 +326,7 @@ fn crawl_then_live(fx: &Fixture) {
         assert!(Instant::now() < deadline, "the ledger item was not retried:\n{}", sess.log_text());
         std::thread::sleep(Duration::from_millis(200));
     }
-    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
-    let st = child.wait().unwrap();
-    assert!(st.success(), "supervise: {st}\n{}", sess.log_text());
-    assert!(support::cluster::mounts_under(&sess.dir.path().join("run")).is_empty());
+    sess.stop(child);
     let ledger = fs::read_dir(sess.dir.path().join("state/ledger")).unwrap().count();
     assert_eq!(ledger, 1, "one ledger file for the brick");
 }
@@ -430,7 +350,7 @@ fn replicated(fx: &Fixture) {
     }
     symlink("a/f1", m.join("r/l")).unwrap();
     // This shape runs the tar engine; the one-brick test runs rsync.
-    let sess = Session::with(fx, "repl", &p, &s, true);
+    let sess = session(fx, "repl", &p, &s, true);
     let mut child = sess.start();
     converge(&p, &s, &sess, &mut child, Duration::from_secs(90));
     // One worker per replica set syncs; the other two are Passive.
@@ -484,9 +404,7 @@ fn replicated(fx: &Fixture) {
         write(&m.join(format!("r/after-return-{i}")), b"back");
     }
     converge(&p, &s, &sess, &mut child, Duration::from_secs(90));
-    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
-    let st = child.wait().unwrap();
-    assert!(st.success(), "supervise: {st}\n{}", sess.log_text());
+    sess.stop(child);
 }
 
 /// change-detector = xsync; a crawl interrupted after its first checkpoint
@@ -509,7 +427,7 @@ fn crawls(fx: &Fixture) {
     write(&s.mount.join("stale-file"), b"stale");
     symlink("stale-file", s.mount.join("stale-link")).unwrap();
 
-    let sess = Session::new(fx, "crawls", &p, &s);
+    let sess = session(fx, "crawls", &p, &s, false);
     {
         use std::io::Write;
         let mut f = fs::OpenOptions::new().append(true).open(sess.dir.path().join("crawls.toml")).unwrap();
@@ -546,9 +464,9 @@ fn crawls(fx: &Fixture) {
     fs::remove_dir_all(m.join("d4")).unwrap();
     fs::set_permissions(m.join("d5/f5"), fs::Permissions::from_mode(0o600)).unwrap();
     converge(&p, &s, &sess, &mut child, Duration::from_secs(60));
-    let st = sess.status(&p.bricks[0]);
+    let st = sess.brick_status(&p.bricks[0]);
     assert_eq!(st["crawl_status"], "Hybrid Crawl", "{st}");
-    stop(&sess, child);
+    sess.stop(child);
 
     // Changelog off and on while the session is stopped: the journal has a
     // gap, which the (changelog-mode) worker crawls instead of skipping.
@@ -570,7 +488,7 @@ fn crawls(fx: &Fixture) {
     // And then the live changelog again.
     write(&m.join("after-the-gap"), b"journaled");
     converge(&p, &s, &sess, &mut child, Duration::from_secs(60));
-    stop(&sess, child);
+    sess.stop(child);
 }
 
 /// use-meta-volume: the lock on the shared meta volume elects one worker
@@ -586,7 +504,7 @@ fn meta_volume(fx: &Fixture) {
     for i in 0..20 {
         write(&m.join(format!("m/f{i}")), format!("{i}").as_bytes());
     }
-    let sess = Session::new(fx, "meta", &p, &s);
+    let sess = session(fx, "meta", &p, &s, false);
     {
         use std::io::Write;
         let mut f = fs::OpenOptions::new().append(true).open(sess.dir.path().join("meta.toml")).unwrap();
@@ -606,7 +524,7 @@ fn meta_volume(fx: &Fixture) {
     assert!(locks[0].ends_with("_subvol_1.lock") && locks[1].ends_with("_subvol_2.lock"), "{locks:?}");
 
     // The Active brick of a set dies: the lock moves to its replica.
-    let holder = if sess.status(&p.bricks[0])["worker_status"] == "Active" { 0 } else { 1 };
+    let holder = if sess.brick_status(&p.bricks[0])["worker_status"] == "Active" { 0 } else { 1 };
     let pid = brick_pid(&p.name, &p.bricks[holder]);
     kill(Pid::from_raw(pid as i32), Signal::SIGKILL).unwrap();
     wait_log(&sess, "releasing the meta-volume lock", Duration::from_secs(60));
@@ -616,7 +534,7 @@ fn meta_volume(fx: &Fixture) {
     }
     converge(&p, &s, &sess, &mut child, Duration::from_secs(90));
     let _ = Command::new("gluster").args(["--mode=script", "volume", "start", &p.name, "force"]).output();
-    stop(&sess, child);
+    sess.stop(child);
 }
 
 /// An unreachable secondary, a wrong secondary volume, a primary without
@@ -647,20 +565,20 @@ fn bad_input(fx: &Fixture) {
         ("nochangelog", &plain, Box::new(|t: String| t), &["changelog.changelog is off", "gluster volume set"]),
     ];
     for (name, primary, edit, words) in cases {
-        let sess = Session::new(fx, name, primary, &s);
+        let sess = session(fx, name, primary, &s, false);
         let f = sess.dir.path().join(format!("{name}.toml"));
         fs::write(&f, edit(fs::read_to_string(&f).unwrap())).unwrap();
         let child = sess.start();
-        let st = sess.wait_status(&primary.bricks[0], "the failure", |v| {
-            v["worker_status"] == "Faulty"
+        let st = sess.wait_brick_status(&primary.bricks[0], "the failure", |v| {
+            (v["worker_status"] == "Retrying" || v["worker_status"] == "Faulty")
                 && v["last_error"].as_str().is_some_and(|e| words.iter().all(|w| e.contains(w)))
         });
         eprintln!("{name}: {}", st["last_error"]);
         assert!(st["failed_phase"].as_str().is_some_and(|p| !p.is_empty()), "{name}: {st}");
         // Retried with backoff, not in a tight loop.
         std::thread::sleep(Duration::from_secs(3));
-        let restarts = sess.status(&primary.bricks[0])["restarts"].as_u64().unwrap();
+        let restarts = sess.brick_status(&primary.bricks[0])["restarts"].as_u64().unwrap();
         assert!(restarts <= 4, "{name}: {restarts} restarts in a few seconds\n{}", sess.log_text());
-        stop(&sess, child);
+        sess.stop(child);
     }
 }

@@ -11,13 +11,12 @@ mod support;
 
 use std::fs;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 use serde_json::Value;
-use support::cluster::{Shape, Side, Volume};
+use support::cluster::{Shape, Side};
+use support::session::Session;
 use support::{Fixture, Trial, trial};
 
 fn main() {
@@ -32,83 +31,6 @@ fn main() {
             }),
         ]
     })
-}
-
-struct Session {
-    dir: tempfile::TempDir,
-    name: String,
-}
-
-/// A running `gsyncd supervise`; stopped (SIGTERM) if a failed assertion
-/// leaves it running, so no session outlives its test.
-struct Running(Option<Child>);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = kill(Pid::from_raw(c.id() as i32), Signal::SIGTERM);
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Session {
-    fn new(fx: &Fixture, name: &str, p: &Volume, s: &Volume, extra: &str) -> Session {
-        let dir = tempfile::tempdir().unwrap();
-        let text = format!("{}{extra}", support::session_config(fx, p, s, dir.path()));
-        fs::write(dir.path().join(format!("{name}.toml")), text).unwrap();
-        Session { dir, name: name.to_owned() }
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(self.dir.path().join("supervise.log")).unwrap_or_default()
-    }
-
-    fn start(&self) -> Running {
-        let log = fs::File::create(self.dir.path().join("supervise.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_gsyncd"))
-            .args(["--log-target", "stderr", "--config-dir"])
-            .arg(self.dir.path())
-            .args(["supervise", &self.name])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        Running(Some(child))
-    }
-
-    fn stop(&self, mut running: Running) {
-        let mut child = running.0.take().unwrap();
-        kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
-        let st = child.wait().unwrap();
-        assert!(st.success(), "supervise: {st}\n{}", self.log());
-        assert!(support::cluster::mounts_under(&self.dir.path().join("run")).is_empty());
-    }
-
-    /// `gsyncd --config-dir DIR ARGS...`.
-    fn gsyncd(&self, args: &[&str]) -> Output {
-        gsyncd(self.dir.path(), args)
-    }
-
-    fn json(&self) -> Value {
-        let o = self.gsyncd(&["status", &self.name, "--json"]);
-        assert!(o.status.success(), "status --json: {}", String::from_utf8_lossy(&o.stderr));
-        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stdout)))
-    }
-
-    /// Waits until `status --json` satisfies `f`.
-    fn wait_json(&self, what: &str, timeout: Duration, f: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let v = self.json();
-            if f(&v) {
-                return v;
-            }
-            assert!(Instant::now() < deadline, "status never showed {what}: {v:#}\n{}", self.log());
-            std::thread::sleep(Duration::from_millis(300));
-        }
-    }
 }
 
 fn gsyncd(config_dir: &Path, args: &[&str]) -> Output {
@@ -200,7 +122,7 @@ fn running_then_stopped(fx: &Fixture) {
     assert!(cp.abs_diff(unix_now()) < 5, "{cp}");
     let start = Instant::now();
     let o = sess.gsyncd(&["checkpoint", "wait", "st", "--timeout", "60"]);
-    assert_eq!(code(&o), 0, "{}\n{}", text(&o), sess.log());
+    assert_eq!(code(&o), 0, "{}\n{}", text(&o), sess.log_text());
     assert!(String::from_utf8_lossy(&o.stdout).contains("completed on 1 Active brick"), "{}", text(&o));
     eprintln!("checkpoint completed after {:?}", start.elapsed());
     let b = &sess.json()["sessions"][0]["bricks"][0];
@@ -324,7 +246,7 @@ fn held_back(fx: &Fixture) {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     writer.join().unwrap();
     let o = sess.gsyncd(&["checkpoint", "wait", "held", "--timeout", "60"]);
-    assert_eq!(code(&o), 0, "{}\n{}", text(&o), sess.log());
+    assert_eq!(code(&o), 0, "{}\n{}", text(&o), sess.log_text());
     assert_eq!(brick(&sess.json())["failures"], 0);
     sess.stop(child);
 }

@@ -13,13 +13,14 @@ use std::io::IoSliceMut;
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg, setsockopt, sockopt};
 use nix::unistd::Pid;
 use support::cluster::Shape;
+use support::session::Session;
 use support::{Fixture, trial, wait_for};
 
 fn main() {
@@ -36,44 +37,20 @@ fn main() {
 }
 
 /// A session on the fixture's primary volume, in a private config dir.
-struct Session {
-    dir: tempfile::TempDir,
-    name: String,
+fn session(fx: &Fixture, name: &str) -> Session {
+    let (p, s) = fx.pair(Shape::Single);
+    let sess = Session::new(fx, name, &p, &s, "connection-timeout = 20\n");
+    sess.edit(|t| t.replace("connection-timeout = 30\n", ""));
+    sess
 }
 
-impl Session {
-    fn new(fx: &Fixture, name: &str) -> Session {
-        let (p, s) = fx.pair(Shape::Single);
-        let dir = tempfile::tempdir().unwrap();
-        let text = format!("{}connection-timeout = 20\n", support::session_config(fx, &p, &s, dir.path()));
-        let text = text.replace("connection-timeout = 30\n", "");
-        fs::write(dir.path().join(format!("{name}.toml")), text).unwrap();
-        Session { dir, name: name.to_owned() }
+/// `gsyncd supervise`, logging to a file, with extra environment.
+fn start(s: &Session, env: &[(&str, String)]) -> Child {
+    let mut c = s.command(&["--log-level", "info"]);
+    for (k, v) in env {
+        c.env(k, v);
     }
-
-    fn log(&self) -> PathBuf {
-        self.dir.path().join("supervise.log")
-    }
-
-    fn log_text(&self) -> String {
-        fs::read_to_string(self.log()).unwrap_or_default()
-    }
-
-    /// `gsyncd supervise`, logging to a file, with extra environment.
-    fn start(&self, env: &[(&str, String)]) -> Child {
-        let log = fs::File::create(self.log()).unwrap();
-        let mut c = Command::new(env!("CARGO_BIN_EXE_gsyncd"));
-        c.args(["--log-level", "info", "--log-target", "stderr", "--config-dir"])
-            .arg(self.dir.path())
-            .args(["supervise", &self.name])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log);
-        for (k, v) in env {
-            c.env(k, v);
-        }
-        c.spawn().unwrap()
-    }
+    c.spawn().unwrap()
 }
 
 /// Children of `parent` by role (from /proc).
@@ -165,11 +142,11 @@ impl Notify {
 }
 
 fn notify_protocol(fx: &Fixture) {
-    let s = Session::new(fx, "notify");
+    let s = session(fx, "notify");
     let n = Notify::bind(s.dir.path());
     let wd = Duration::from_secs(2);
     let child =
-        s.start(&[("NOTIFY_SOCKET", n.path.display().to_string()), ("WATCHDOG_USEC", wd.as_micros().to_string())]);
+        start(&s, &[("NOTIFY_SOCKET", n.path.display().to_string()), ("WATCHDOG_USEC", wd.as_micros().to_string())]);
     let sup = child.id();
     let mut log = Vec::new();
     n.until(Duration::from_secs(60), &mut log, |m| m.lines().any(|l| l == "READY=1"));
@@ -223,8 +200,8 @@ fn notify_protocol(fx: &Fixture) {
 }
 
 fn children_restart(fx: &Fixture) {
-    let s = Session::new(fx, "faults");
-    let child = s.start(&[]);
+    let s = session(fx, "faults");
+    let child = start(&s, &[]);
     let sup = child.id();
     let ready = |role: &str| wait_for(Duration::from_secs(60), role, || pid_of(sup, role));
     let (m, a, w) = (ready("monitor"), ready("agent"), ready("worker"));
@@ -263,8 +240,8 @@ fn children_restart(fx: &Fixture) {
 }
 
 fn supervisor_death(fx: &Fixture) {
-    let s = Session::new(fx, "orphans");
-    let mut child = s.start(&[]);
+    let s = session(fx, "orphans");
+    let mut child = start(&s, &[]);
     let sup = child.id();
     for role in ["monitor", "agent", "worker"] {
         wait_for(Duration::from_secs(60), role, || pid_of(sup, role));
@@ -280,8 +257,8 @@ fn supervisor_death(fx: &Fixture) {
 }
 
 fn second_supervisor(fx: &Fixture) {
-    let s = Session::new(fx, "twice");
-    let first = s.start(&[]);
+    let s = session(fx, "twice");
+    let first = start(&s, &[]);
     let sup = first.id();
     wait_for(Duration::from_secs(60), "the monitor", || pid_of(sup, "monitor"));
     let out = Command::new(env!("CARGO_BIN_EXE_gsyncd"))
@@ -300,8 +277,8 @@ fn second_supervisor(fx: &Fixture) {
 }
 
 fn sighup_reload(fx: &Fixture) {
-    let s = Session::new(fx, "reload");
-    let child = s.start(&[]);
+    let s = session(fx, "reload");
+    let child = start(&s, &[]);
     let sup = child.id();
     wait_for(Duration::from_secs(60), "all ready", || s.log_text().contains("all children ready").then_some(()));
     let (m, a, w) = (pid_of(sup, "monitor").unwrap(), pid_of(sup, "agent").unwrap(), pid_of(sup, "worker").unwrap());
@@ -368,7 +345,7 @@ fn mounted(at: &Path) -> bool {
 }
 
 fn stale_mounts(fx: &Fixture) {
-    let s = Session::new(fx, "sweep");
+    let s = session(fx, "sweep");
     let mnt = s.dir.path().join("run/mnt");
     // pid 4194305 is above the kernel's limit: its owner is surely gone.
     let a = mnt.join("bricks-b1.4194305");
@@ -382,7 +359,7 @@ fn stale_mounts(fx: &Fixture) {
     assert!(String::from_utf8_lossy(&o.stdout).contains("stale glusterfs mount (dry run)"), "{o:?}");
     assert!(mounted(&a));
     // The supervisor sweeps it when it starts.
-    let child = s.start(&[]);
+    let child = start(&s, &[]);
     wait_for(Duration::from_secs(30), "the start-up sweep", || (!mounted(&a) && !a.exists()).then_some(()));
     assert!(stop(child).success(), "{}", s.log_text());
     assert!(s.log_text().contains("stale glusterfs mount: unmounted and removed"), "{}", s.log_text());

@@ -59,10 +59,11 @@ pub struct Agent {
     feed: Option<Feed>,
     /// The index could not be read; said once until it can be again.
     index_warned: bool,
-    /// The newest rollover the index listed, and the shortest interval
-    /// between two listed rollovers (the rollover period, near enough).
+    /// The newest rollover the index listed, and the last intervals
+    /// between two listed rollovers (their median is the rollover period;
+    /// explicit rollovers, at snapshots say, make a few short ones).
     last_index: u64,
-    rollover: Option<u64>,
+    intervals: VecDeque<u64>,
     /// When the changelog directory was last compared with the index.
     last_check: u64,
     /// The oldest changelog on disk the index has not delivered, while the
@@ -78,7 +79,7 @@ impl Agent {
             feed: None,
             index_warned: false,
             last_index: 0,
-            rollover: None,
+            intervals: VecDeque::new(),
             last_check: 0,
             stalled: None,
         }
@@ -132,7 +133,10 @@ impl Agent {
                 for e in &new {
                     if self.last_index != 0 && e.ts > self.last_index {
                         let d = e.ts - self.last_index;
-                        self.rollover = Some(self.rollover.map_or(d, |r| r.min(d)));
+                        if self.intervals.len() == 15 {
+                            self.intervals.pop_front();
+                        }
+                        self.intervals.push_back(d);
                     }
                     self.last_index = self.last_index.max(e.ts);
                 }
@@ -153,7 +157,11 @@ impl Agent {
         }
         // The live feed must not stall silently: compare the changelog
         // directory with what the index delivered, once a rollover period.
-        let rollover = self.rollover.unwrap_or(DEFAULT_ROLLOVER).max(1);
+        let rollover = {
+            let mut v: Vec<u64> = self.intervals.iter().copied().collect();
+            v.sort_unstable();
+            v.get(v.len() / 2).copied().unwrap_or(DEFAULT_ROLLOVER).max(1)
+        };
         if now >= self.last_check + rollover || now < self.last_check {
             self.last_check = now;
             let known = f.cursor.max(f.pending.back().map_or(0, |e| e.ts));
@@ -194,6 +202,7 @@ impl Agent {
             let msg = match read(&self.dir, &e) {
                 Ok(mut c) => {
                     c.generation = f.generation;
+                    c.backlog = u32::try_from(f.pending.len()).unwrap_or(u32::MAX);
                     if f.gaps.remove(&e.ts) {
                         warn!(ts = e.ts, "a newer changelog index starts here: changelog was off before it");
                         c.gap_before = true;
@@ -266,6 +275,7 @@ fn read(dir: &ChangelogDir, e: &HtimeEntry) -> Result<Changelog, String> {
         size: 0,
         gap_before: false,
         generation: 0,
+        backlog: 0,
     };
     if e.empty {
         return Ok(c);

@@ -86,6 +86,8 @@ pub struct BrickRow {
     pub last_synced_entry: Option<u64>,
     /// Now minus last_synced.
     pub lag_seconds: Option<u64>,
+    /// Changelogs rolled over and not yet replayed.
+    pub backlog_changelogs: Option<u64>,
     pub entry: Option<u64>,
     pub data: Option<u64>,
     pub meta: Option<u64>,
@@ -187,6 +189,7 @@ pub fn row(
         last_synced: sync(st.last_synced).and_then(nonzero),
         last_synced_entry: sync(st.last_synced_entry).and_then(nonzero),
         lag_seconds: sync(st.last_synced).and_then(nonzero).map(|t| now.saturating_sub(t)),
+        backlog_changelogs: sync(st.backlog),
         entry: sync(st.entry),
         data: sync(st.data),
         meta: sync(st.meta),
@@ -424,6 +427,7 @@ pub fn table(sessions: &[SessionStatus], detail: bool, with_session: bool, clock
             "CHECKPOINT COMPLETED",
             "CHECKPOINT COMPLETION TIME",
             "LAG",
+            "BACKLOG",
             "RESTARTS",
             "FILES SYNCED",
             "BYTES SYNCED",
@@ -450,7 +454,7 @@ pub fn table(sessions: &[SessionStatus], detail: bool, with_session: bool, clock
             let mut r = lead(&node_name(), status::NA);
             r.extend([status::NA.to_owned(), s.state.clone(), status::NA.to_owned(), status::NA.to_owned()]);
             if detail {
-                r.extend(std::iter::repeat_n(status::NA.to_owned(), 11));
+                r.extend(std::iter::repeat_n(status::NA.to_owned(), 12));
             }
             rows.push(r);
         }
@@ -472,6 +476,7 @@ pub fn table(sessions: &[SessionStatus], detail: bool, with_session: bool, clock
                     or_na(b.checkpoint_completed.map(|c| if c { "Yes" } else { "No" })),
                     time(b.checkpoint_completion_time),
                     or_na(b.lag_seconds.map(duration)),
+                    or_na(b.backlog_changelogs),
                     b.restarts.to_string(),
                     b.files_synced.to_string(),
                     bytes(b.bytes_synced),
@@ -705,7 +710,10 @@ mod tests {
         );
         let d = table(std::slice::from_ref(&s), true, true, &c);
         assert!(d.lines().nth(1).unwrap().starts_with("SESSION    PRIMARY NODE"), "{d}");
-        assert!(d.contains("CHECKPOINT COMPLETION TIME    LAG    RESTARTS    FILES SYNCED    BYTES SYNCED"), "{d}");
+        assert!(
+            d.contains("CHECKPOINT COMPLETION TIME    LAG    BACKLOG    RESTARTS    FILES SYNCED    BYTES SYNCED"),
+            "{d}"
+        );
         assert!(d.contains("Yes"), "{d}");
         let mut faulty = s.clone();
         faulty.bricks[0].status = "Faulty".into();

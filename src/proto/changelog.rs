@@ -90,6 +90,9 @@ pub struct Changelog {
     /// The feed it belongs to (its [`ToAgent::Feed`]'s): a worker that asked
     /// for a new feed drops what is still in flight of an older one.
     pub generation: u32,
+    /// Changelogs the agent holds for the worker after this one (the
+    /// brick's backlog, for status).
+    pub backlog: u32,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -68,6 +68,9 @@ pub struct BrickStatus {
     pub meta_ops: u64,
     /// When this status was written (seconds).
     pub updated: u64,
+    /// Changelogs rolled over on the brick and not yet replayed, beyond
+    /// the batch in flight.
+    pub backlog: u64,
 }
 
 impl Default for BrickStatus {
@@ -95,6 +98,7 @@ impl Default for BrickStatus {
             entry_ops: 0,
             meta_ops: 0,
             updated: 0,
+            backlog: 0,
         }
     }
 }

@@ -26,6 +26,9 @@
 //!   or another hard link of the file remains on the secondary. Anything
 //!   else the primary still has under another name (a directory, a
 //!   symlink, a file's last name) is left in place and logged.
+//! - **Stopping.** A crawl does not stop halfway for SIGTERM: the
+//!   supervisor's grace period ends it with SIGKILL, and the restarted
+//!   crawl resumes from its last checkpoint (crash-only).
 //! - **Nothing is skipped silently.** A directory that cannot be read
 //!   fails the crawl (it resumes from its checkpoint), and the primary
 //!   mount must still answer before progress is saved.

@@ -116,6 +116,33 @@ pub fn tar_argv(s: &Settings, pid: u32) -> (Vec<String>, Vec<String>) {
     (tar, ssh)
 }
 
+/// Sends `gfids` once, split over up to `sync-jobs` transfers that run at
+/// the same time (sharing the ssh control connection).
+fn send_parallel(s: &Settings, pid: u32, gfids: &[Gfid]) -> Result<(), DataError> {
+    let send = |chunk: &[Gfid]| if s.tarssh { tar_once(s, pid, chunk) } else { run_once(s, pid, chunk) };
+    // Fewer than 16 files a job is not worth another process.
+    let jobs = (s.sync_jobs as usize).min(gfids.len() / 16).max(1);
+    if jobs == 1 {
+        return send(gfids).map(|_| ());
+    }
+    let size = gfids.len().div_ceil(jobs);
+    std::thread::scope(|sc| {
+        let handles: Vec<_> = gfids.chunks(size).map(|c| sc.spawn(move || send(c))).collect();
+        let mut first = Ok(());
+        for h in handles {
+            let r = h.join().unwrap_or_else(|_| {
+                Err(DataError::Spawn("a data transfer thread".into(), std::io::Error::other("panicked")))
+            });
+            if first.is_ok()
+                && let Err(e) = r
+            {
+                first = Err(e);
+            }
+        }
+        first
+    })
+}
+
 /// Runs `tar -c | ssh tar -x` once over `gfids`. `Ok(false)`: some files
 /// could not be read or vanished (to be checked).
 fn tar_once(s: &Settings, pid: u32, gfids: &[Gfid]) -> Result<bool, DataError> {
@@ -190,11 +217,7 @@ pub fn sync(s: &Settings, client: &Client, pid: u32, gfids: &[Gfid]) -> Result<V
     let mut tries = 0;
     while !todo.is_empty() {
         tries += 1;
-        if s.tarssh {
-            tar_once(s, pid, &todo)?;
-        } else {
-            run_once(s, pid, &todo)?;
-        }
+        send_parallel(s, pid, &todo)?;
         // Compare with the primary as it is now: a file that vanished or is
         // no longer a regular file is not ours to send; one whose size or
         // modification second differs is sent again (both engines set the

@@ -594,6 +594,9 @@ impl Replicator<'_> {
             }
         }
         let (entries, metas, datas) = (w.entries.len(), w.metas.len(), w.datas.len());
+        if let Some(last) = changelogs.last() {
+            self.status.borrow_mut().backlog = u64::from(last.backlog);
+        }
         self.in_flight(entries, metas, datas);
         self.entry_phase(w.entries)?;
         self.in_flight(0, metas, datas);
@@ -827,13 +830,29 @@ fn serve(config_dir: &Path, args: &WorkerArgs, s: &Settings, link: &Link) -> any
             warn!("this brick is not in the primary volume's brick list as this node; syncing it (Active)");
             return Ok(true);
         };
+        let keep = |what: &str, e: &dyn std::fmt::Display| {
+            let keep = last_role.get().unwrap_or(true);
+            warn!(active = keep, "cannot read the primary volume's {what} ({e}); keeping the current role");
+            Ok(keep)
+        };
+        // A layout changed by add-brick or replace-brick makes the brick
+        // list this worker started with wrong: start again with the new one.
+        match gcli::volume_info(&gluster, &cli, &s.primary) {
+            Ok(v) => {
+                let layout = |v: &crate::gluster::volinfo::Volume| -> Vec<(Uuid, Vec<u8>, usize)> {
+                    (0..v.bricks.len())
+                        .map(|j| (v.bricks[j].host_uuid, v.bricks[j].path.clone(), v.subvolume_of(j)))
+                        .collect()
+                };
+                if layout(&v) != layout(&pvol) {
+                    anyhow::bail!("the primary volume's bricks changed; the worker restarts with the new layout");
+                }
+            }
+            Err(e) => return keep("layout", &e),
+        }
         let status = match gcli::volume_status(&gluster, &cli, &s.primary) {
             Ok(st) => st,
-            Err(e) => {
-                let keep = last_role.get().unwrap_or(true);
-                warn!(active = keep, "cannot read the primary volume's status ({e}); keeping the current role");
-                return Ok(keep);
-            }
+            Err(e) => return keep("status", &e),
         };
         let mut meta = meta.borrow_mut();
         let role = match meta.as_mut() {

@@ -9,6 +9,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod cluster;
+pub mod session;
 pub mod sshd;
 pub mod systemd;
 pub mod tree;

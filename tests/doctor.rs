@@ -13,13 +13,12 @@ use std::fs;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use gsyncd::cmd::doctor::Step;
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
-use support::cluster::{Shape, Side, Volume};
+use support::cluster::{Shape, Side};
+use support::session::Session;
 use support::{Fixture, Trial, trial};
 
 fn main() {
@@ -38,71 +37,21 @@ fn main() {
     })
 }
 
-struct Session {
-    dir: tempfile::TempDir,
-    name: String,
+/// `gsyncd doctor SESSION [--all]`.
+fn doctor(sess: &Session, all: bool) -> Output {
+    let mut args = vec!["doctor", sess.name.as_str()];
+    if all {
+        args.push("--all");
+    }
+    sess.gsyncd(&args)
 }
 
-/// A running `gsyncd supervise`, stopped (SIGTERM) however the test ends.
-struct Running(Option<Child>);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = kill(Pid::from_raw(c.id() as i32), Signal::SIGTERM);
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Session {
-    fn new(fx: &Fixture, name: &str, p: &Volume, s: &Volume, extra: &str) -> Session {
-        let dir = tempfile::tempdir().unwrap();
-        let text = format!("{}{extra}", support::session_config(fx, p, s, dir.path()));
-        fs::write(dir.path().join(format!("{name}.toml")), text).unwrap();
-        Session { dir, name: name.to_owned() }
-    }
-
-    fn set(&self, line: &str, to: &str) {
-        let f = self.dir.path().join(format!("{}.toml", self.name));
-        let t = fs::read_to_string(&f).unwrap();
-        let old = t.lines().find(|l| l.starts_with(&format!("{line} = "))).unwrap().to_owned();
-        fs::write(&f, t.replace(&old, &format!("{line} = {to}"))).unwrap();
-    }
-
-    fn doctor(&self, all: bool) -> Output {
-        let mut args = vec!["doctor", self.name.as_str()];
-        if all {
-            args.push("--all");
-        }
-        gsyncd(self.dir.path(), &args)
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(self.dir.path().join("supervise.log")).unwrap_or_default()
-    }
-
-    fn start(&self) -> Running {
-        let log = fs::File::create(self.dir.path().join("supervise.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_gsyncd"))
-            .args(["--log-target", "stderr", "--config-dir"])
-            .arg(self.dir.path())
-            .args(["supervise", &self.name])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        Running(Some(child))
-    }
-
-    /// Nothing of doctor's is left mounted or in the run directory's mnt/.
-    fn assert_clean(&self) {
-        assert!(support::cluster::mounts_under(self.dir.path()).is_empty(), "a mount is left");
-        let mnt = self.dir.path().join("run/mnt");
-        let left: Vec<_> = fs::read_dir(&mnt).map(|rd| rd.flatten().map(|e| e.path()).collect()).unwrap_or_default();
-        assert!(left.is_empty(), "left in {}: {left:?}", mnt.display());
-    }
+/// Nothing of doctor's is left mounted or in the run directory's mnt/.
+fn assert_clean(sess: &Session) {
+    assert!(support::cluster::mounts_under(sess.dir.path()).is_empty(), "a mount is left");
+    let mnt = sess.dir.path().join("run/mnt");
+    let left: Vec<_> = fs::read_dir(&mnt).map(|rd| rd.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    assert!(left.is_empty(), "left in {}: {left:?}", mnt.display());
 }
 
 fn gsyncd(config_dir: &Path, args: &[&str]) -> Output {
@@ -132,7 +81,7 @@ fn good(fx: &Fixture) {
     let (p, s) = fx.pair(Shape::Single);
     let sess = Session::new(fx, "good", &p, &s, "");
     let started = Instant::now();
-    let o = sess.doctor(false);
+    let o = doctor(&sess, false);
     eprintln!("doctor took {:?}:\n{}", started.elapsed(), String::from_utf8_lossy(&o.stdout));
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     for step in Step::ALL {
@@ -143,7 +92,7 @@ fn good(fx: &Fixture) {
     assert!(line(&o, Step::SecondaryMount).contains(&s.name), "{}", text(&o));
     assert!(line(&o, Step::PidFile).contains("stopped"), "{}", text(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("14 checks passed"), "{}", text(&o));
-    sess.assert_clean();
+    assert_clean(&sess);
     let run = sess.dir.path().join("run");
     assert!(!run.exists(), "doctor leaves no run directory behind: {:?}", fs::read_dir(&run).map(|d| d.count()));
 }
@@ -152,8 +101,11 @@ fn closed_port(fx: &Fixture) {
     let (p, s) = fx.pair(Shape::Single);
     let sess = Session::new(fx, "closed", &p, &s, "");
     let port = free_port();
-    sess.set("ssh-port", &port.to_string());
-    let o = sess.doctor(false);
+    sess.edit(|t| {
+        let old = t.lines().find(|l| l.starts_with("ssh-port = ")).unwrap().to_owned();
+        t.replace(&old, &format!("ssh-port = {port}"))
+    });
+    let o = doctor(&sess, false);
     assert_eq!(o.status.code(), Some(12), "{}", text(&o));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("check ssh failed") && err.contains("Connection refused"), "{}", text(&o));
@@ -162,13 +114,13 @@ fn closed_port(fx: &Fixture) {
     assert!(line(&o, Step::Gate).is_empty(), "it stops at the first failure: {}", text(&o));
 
     // --all goes on: the local checks pass, the remote ones are skipped.
-    let o = sess.doctor(true);
+    let o = doctor(&sess, true);
     assert_eq!(o.status.code(), Some(12), "{}", text(&o));
     assert!(line(&o, Step::Gate).contains("skipped"), "{}", text(&o));
     assert!(line(&o, Step::PrimaryMount).contains(": ok: "), "{}", text(&o));
     assert!(line(&o, Step::PidFile).contains(": ok: "), "{}", text(&o));
     assert!(String::from_utf8_lossy(&o.stderr).contains("check ssh failed"), "{}", text(&o));
-    sess.assert_clean();
+    assert_clean(&sess);
 }
 
 fn no_changelog(fx: &Fixture) {
@@ -176,7 +128,7 @@ fn no_changelog(fx: &Fixture) {
     let p = fx.volume("doctor-no-changelog", Shape::Single, Side::Secondary);
     let (_, s) = fx.pair(Shape::Single);
     let sess = Session::new(fx, "nochangelog", &p, &s, "");
-    let o = sess.doctor(false);
+    let o = doctor(&sess, false);
     assert_eq!(o.status.code(), Some(12), "{}", text(&o));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("check volume options failed"), "{}", text(&o));
@@ -224,7 +176,7 @@ fn metrics(fx: &Fixture) {
                 break body;
             }
         }
-        assert!(Instant::now() < deadline, "no live changelog crawl in the metrics\n{}", sess.log());
+        assert!(Instant::now() < deadline, "no live changelog crawl in the metrics\n{}", sess.log_text());
         std::thread::sleep(Duration::from_millis(500));
     };
     eprintln!("metrics:\n{body}");
@@ -237,6 +189,7 @@ fn metrics(fx: &Fixture) {
     let lag = sample(&body, &format!("gsyncd_brick_lag_seconds{labels}")).unwrap();
     assert!((0.0..120.0).contains(&lag), "{body}");
     for name in [
+        "gsyncd_brick_backlog_changelogs",
         "gsyncd_brick_entry_in_flight",
         "gsyncd_brick_data_in_flight",
         "gsyncd_brick_meta_in_flight",
@@ -255,7 +208,7 @@ fn metrics(fx: &Fixture) {
     // No checkpoint: no checkpoint sample.
     assert!(!body.contains("gsyncd_brick_checkpoint_completed{"), "{body}");
     // The same numbers as status --json.
-    let o = gsyncd(sess.dir.path(), &["status", "met", "--json"]);
+    let o = sess.gsyncd(&["status", "met", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let b = &v["sessions"][0]["bricks"][0];
     assert_eq!(b["last_synced"].as_f64().unwrap(), synced, "{b:#}\n{body}");
@@ -265,7 +218,7 @@ fn metrics(fx: &Fixture) {
 
     // A checkpoint set meanwhile (the file changes, the monitor is not
     // told) shows, and completes on the idle volume.
-    let o = gsyncd(sess.dir.path(), &["checkpoint", "set", "met"]);
+    let o = sess.gsyncd(&["checkpoint", "set", "met"]);
     assert!(o.status.success(), "{}", text(&o));
     let done = format!("gsyncd_brick_checkpoint_completed{labels}");
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -274,7 +227,7 @@ fn metrics(fx: &Fixture) {
         if sample(&body, &done) == Some(1.0) {
             break body;
         }
-        assert!(Instant::now() < deadline, "the checkpoint never completed:\n{body}\n{}", sess.log());
+        assert!(Instant::now() < deadline, "the checkpoint never completed:\n{body}\n{}", sess.log_text());
         std::thread::sleep(Duration::from_millis(500));
     };
     let cp = sample(&body, &format!("gsyncd_brick_checkpoint_timestamp_seconds{labels}")).unwrap();
@@ -282,7 +235,7 @@ fn metrics(fx: &Fixture) {
 
     // Doctor on the running session: everything passes, and the pid file
     // names the supervisor.
-    let o = sess.doctor(true);
+    let o = doctor(&sess, true);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(line(&o, Step::PidFile).contains("the session runs"), "{}", text(&o));
     assert!(line(&o, Step::StaleMounts).contains(": ok: "), "the worker's mount is not stale: {}", text(&o));

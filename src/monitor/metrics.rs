@@ -83,6 +83,12 @@ pub static METRICS: &[Metric] = &[
         "stime: everything changed before it is on the secondary (Active bricks).",
     ),
     m("gsyncd_brick_last_synced_entry_timestamp_seconds", Gauge, "last_synced_entry", "entry_stime (Active bricks)."),
+    m(
+        "gsyncd_brick_backlog_changelogs",
+        Gauge,
+        "backlog_changelogs",
+        "Changelogs rolled over on the brick and not yet replayed, beyond the batch in flight (Active bricks).",
+    ),
     m("gsyncd_brick_entry_in_flight", Gauge, "entry", "Entry operations of the batch in flight (Active bricks)."),
     m("gsyncd_brick_data_in_flight", Gauge, "data", "Files to sync in the batch in flight (Active bricks)."),
     m("gsyncd_brick_meta_in_flight", Gauge, "meta", "Metadata operations of the batch in flight (Active bricks)."),
@@ -144,6 +150,7 @@ pub fn value(json: &str, st: &BrickStatus, checkpoint: u64, now: u64) -> Option<
         "lag_seconds" => sync(st.last_synced).and_then(set).map(|t| now.saturating_sub(t)),
         "last_synced" => sync(st.last_synced).and_then(set),
         "last_synced_entry" => sync(st.last_synced_entry).and_then(set),
+        "backlog_changelogs" => sync(st.backlog),
         "entry" => sync(st.entry),
         "data" => sync(st.data),
         "meta" => sync(st.meta),
@@ -360,6 +367,7 @@ mod tests {
             meta_ops: 5,
             last_error: "boom".into(),
             last_error_time: 800,
+            backlog: 6,
             ..BrickStatus::default()
         }
     }

@@ -94,6 +94,18 @@ pub enum Command {
     /// bricks. See gsyncd-delete(8).
     Delete(DeleteArgs),
 
+    /// Check everything a session needs, in order, and name the first
+    /// check that fails with its fix.
+    ///
+    /// Versions on both ends, ssh with the session key and the ssh gate,
+    /// both volumes, the primary's changelog options, rsync and tar, the
+    /// FUSE device, an aux-gfid mount of each volume, free space, clock
+    /// skew, stale mounts and the pid file. Changes nothing. See
+    /// gsyncd-doctor(8).
+    #[command(after_help = "Exit status: 0 every check passed, 12 a check failed (named with its fix \
+        on standard error), 5 or 6 the session file is unreadable or missing. See gsyncd-doctor(8).")]
+    Doctor(DoctorArgs),
+
     /// Show sessions' replication status, one row per brick of this node.
     ///
     /// While a session runs, its monitor answers over its status socket;
@@ -174,6 +186,15 @@ pub struct StatusArgs {
     /// field, whatever --detail says.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Session name.
+    pub session: String,
+    /// Run every check, also after one failed, and list every failure.
+    #[arg(long)]
+    pub all: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -34,6 +34,8 @@ pub enum Exit {
     /// `checkpoint wait` timed out while only failure-ledger items held the
     /// checkpoint back (stime passed it).
     FailuresPending = 11,
+    /// `doctor`: a check failed (the message names it and its fix).
+    CheckFailed = 12,
     /// Wrong command-line usage (sysexits EX_USAGE).
     Usage = 64,
     /// A role or command that this build does not implement yet (sysexits EX_UNAVAILABLE).
@@ -42,7 +44,7 @@ pub enum Exit {
 
 impl Exit {
     /// Every code with its one-line meaning, in the order gsyncd(8) lists them.
-    pub const ALL: [(Exit, &'static str); 14] = [
+    pub const ALL: [(Exit, &'static str); 15] = [
         (Exit::Ok, "success"),
         (Exit::Failure, "runtime failure (I/O, a peer or child command failed)"),
         (Exit::UnknownOption, "unknown configuration option name"),
@@ -58,6 +60,7 @@ impl Exit {
             Exit::FailuresPending,
             "checkpoint wait: timed out with only failure-ledger items holding the checkpoint back",
         ),
+        (Exit::CheckFailed, "doctor: a check failed (named with its fix)"),
         (Exit::Usage, "command-line usage error (including a role started by hand)"),
         (Exit::Unavailable, "role or command not implemented in this build"),
     ];

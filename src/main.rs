@@ -11,6 +11,7 @@ use gsyncd::cli::{Cli, Command};
 use gsyncd::cmd::changelog::ShowError;
 use gsyncd::cmd::checkpoint::CheckpointError;
 use gsyncd::cmd::create::{CreateError, DeleteError};
+use gsyncd::cmd::doctor::DoctorError;
 use gsyncd::config::ConfigError;
 use gsyncd::exit::{Exit, HasExit, NotImplemented};
 use gsyncd::log::{self, LogSettings};
@@ -24,6 +25,7 @@ fn role_name(c: &Command) -> &'static str {
         Command::CleanupMounts(_) => "cleanup-mounts",
         Command::Create(_) => "create",
         Command::Delete(_) => "delete",
+        Command::Doctor(_) => "doctor",
         Command::Failures(_) => "failures",
         Command::Status(_) => "status",
         Command::Checkpoint(_) => "checkpoint",
@@ -50,6 +52,7 @@ fn session_of(c: &Command) -> Option<&str> {
         Command::Config(ConfigCmd::Import(a)) => Some(&a.session),
         Command::Create(a) => Some(&a.session),
         Command::Delete(a) => Some(&a.session),
+        Command::Doctor(a) => Some(&a.session),
         Command::Failures(c) => Some(gsyncd::cmd::failures::session_of(c)),
         Command::Supervise(a) => Some(&a.session),
         Command::Monitor(a) => Some(&a.session),
@@ -82,6 +85,9 @@ fn exit_for(err: &anyhow::Error) -> Exit {
         if let Some(e) = cause.downcast_ref::<DeleteError>() {
             return e.exit();
         }
+        if let Some(e) = cause.downcast_ref::<DoctorError>() {
+            return e.exit();
+        }
         if let Some(e) = cause.downcast_ref::<gsyncd::cmd::failures::FailuresError>() {
             return e.exit();
         }
@@ -99,6 +105,17 @@ fn exit_for(err: &anyhow::Error) -> Exit {
 }
 
 fn main() -> ExitCode {
+    // `gsyncd --version` alone (as the ssh gate admits it) also tells the
+    // versions of the tools, the clock and whether ssh forced the command,
+    // for `gsyncd doctor` on the other side; `-V` prints the first line only.
+    if std::env::args_os().skip(1).eq([std::ffi::OsString::from("--version")]) {
+        use std::io::Write;
+        let report = gsyncd::cmd::preflight::version_report();
+        return match std::io::stdout().lock().write_all(report.as_bytes()) {
+            Ok(()) => Exit::Ok.into(),
+            Err(_) => Exit::Failure.into(),
+        };
+    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -130,8 +147,11 @@ fn main() -> ExitCode {
         session_level: match &cli.command {
             Command::Secondary(a) => a.secondary_log_level.as_deref(),
             _ if configured.is_some() => configured.as_deref(),
-            _ => matches!(role, "config" | "changelog" | "create" | "delete" | "failures" | "status" | "checkpoint")
-                .then_some("WARNING"),
+            _ => matches!(
+                role,
+                "config" | "changelog" | "create" | "delete" | "doctor" | "failures" | "status" | "checkpoint"
+            )
+            .then_some("WARNING"),
         },
         target: cli.global.log_target,
         role,

@@ -46,6 +46,9 @@ fn describe(o: &OptionSpec) -> String {
         Validation::AbsPath => v.push("An absolute path.".to_owned()),
         Validation::VolumeName => v.push("A volume name.".to_owned()),
         Validation::SecondaryUrl => v.push("[user@]host::volume.".to_owned()),
+        Validation::SocketAddr => {
+            v.push("Empty, or an IP address and port (127.0.0.1:9469, [::1]:9469).".to_owned());
+        }
     }
     if !o.legacy.is_empty() {
         v.push(format!("Legacy names: {}.", o.legacy.join(", ")));
@@ -355,4 +358,66 @@ fn status_and_checkpoint_pages_match_the_code() {
             e.code()
         );
     }
+}
+
+/// gsyncd-doctor(8) follows the code: every check is described under its
+/// number and name, in order, and the page lists the exit codes doctor's
+/// errors map to (and only codes that exist); `doctor --help` names the
+/// check-failed code.
+#[test]
+fn doctor_page_matches_the_code() {
+    use gsyncd::cmd::doctor::{DoctorError, Step};
+    use gsyncd::exit::HasExit;
+    let page = read("gsyncd-doctor.8").replace("\\-", "-");
+    let described: Vec<&str> = page.lines().filter_map(|l| l.strip_prefix(".B ")).collect();
+    let mut at = 0;
+    for step in Step::ALL {
+        let want = format!("{} {}", step.number(), step.name());
+        let found = described[at..].iter().position(|l| *l == want);
+        assert!(found.is_some(), "gsyncd-doctor.8 does not describe check {want:?} (after the previous one)");
+        at += found.unwrap_or(0) + 1;
+    }
+    assert!(page.contains(&format!("/{}]", Step::ALL.len())), "gsyncd-doctor.8 does not say how many checks there are");
+    let failed =
+        DoctorError::Failed { step: Step::Ssh, problem: String::new(), fix: String::new(), more: String::new() };
+    let known: Vec<u8> = Exit::ALL.iter().map(|(e, _)| e.code()).collect();
+    let listed = listed_exit_codes("gsyncd-doctor.8");
+    for c in &listed {
+        assert!(known.contains(c), "gsyncd-doctor.8 lists exit code {c}, which src/exit.rs does not have");
+    }
+    for e in [Exit::Ok, failed.exit(), Exit::BadConfigFile, Exit::NoSuchSession, Exit::Usage] {
+        assert!(listed.contains(&e.code()), "gsyncd-doctor.8 does not list exit code {}", e.code());
+    }
+    let doctor = Cli::command().find_subcommand("doctor").unwrap().clone();
+    let help = doctor.get_after_help().unwrap().to_string();
+    assert!(help.contains(&format!("{} a check failed", failed.exit().code())), "doctor --help: {help}");
+}
+
+/// Every metric the monitor serves is described in gsyncd-status(8) under
+/// its name, with its type and the `status --json` key it carries (the
+/// numbers themselves are checked against status in src/monitor/metrics.rs).
+#[test]
+fn metrics_are_documented() {
+    use gsyncd::monitor::metrics::METRICS;
+    let page = read("gsyncd-status.8");
+    let start = page.find(".SH METRICS").expect("gsyncd-status.8 has no METRICS section");
+    let section = &page[start..];
+    let section = &section[..section[1..].find("\n.SH ").map_or(section.len(), |e| e + 1)];
+    let items: Vec<&str> = section.split(".TP\n").skip(1).collect();
+    for m in METRICS {
+        let head = format!(".B {}", m.name);
+        let item = items.iter().find(|i| i.lines().next() == Some(head.as_str()));
+        let Some(item) = item else { panic!("gsyncd-status.8 does not describe metric {}", m.name) };
+        assert!(item.contains(m.kind.name()), "gsyncd-status.8: {} is not said to be a {}", m.name, m.kind.name());
+        if !m.json.is_empty() {
+            assert!(
+                item.contains(&format!(".BR {} .", m.json)),
+                "gsyncd-status.8: {} does not name JSON key {}",
+                m.name,
+                m.json
+            );
+        }
+    }
+    let documented = items.iter().filter(|i| i.starts_with(".B gsyncd_")).count();
+    assert_eq!(documented, METRICS.len(), "gsyncd-status.8 describes metrics that are not served");
 }

@@ -6,7 +6,9 @@ pub mod checkpoint;
 pub mod cleanup;
 pub mod config;
 pub mod create;
+pub mod doctor;
 pub mod failures;
+pub mod preflight;
 pub mod status;
 
 use crate::cli::{Cli, Command};
@@ -20,6 +22,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::CleanupMounts(a) => cleanup::run(&config_dir, &a),
         Command::Create(a) => create::create(&config_dir, &a),
         Command::Delete(a) => create::delete(&config_dir, &a),
+        Command::Doctor(a) => doctor::run(&config_dir, &a),
         Command::Failures(c) => failures::run(&config_dir, c),
         Command::Status(a) => status::run(&config_dir, &a),
         Command::Checkpoint(c) => checkpoint::run(&config_dir, c),

@@ -45,6 +45,9 @@ pub enum Validation {
     VolumeName,
     /// `[user@]host::volume`, or empty while the session is not set up.
     SecondaryUrl,
+    /// An IP address and port (`127.0.0.1:9469`, `[::1]:9469`), or empty
+    /// for "off".
+    SocketAddr,
 }
 
 /// One option of the session file.
@@ -135,6 +138,13 @@ pub static OPTIONS: &[OptionSpec] = &[
     opt("run-dir", Str, "/run/gsyncd/${session}", "Runtime files: pid file, ssh control sockets, aux mountpoints.")
         .v(V::AbsPath)
         .tmpl(),
+    opt(
+        "metrics-listen",
+        Str,
+        "",
+        "Address of the monitor's Prometheus endpoint (GET /metrics, plain HTTP), e.g. 127.0.0.1:9469; empty: off.",
+    )
+    .v(V::SocketAddr),
     // --- reference options ---
     opt("primary-bricks", Str, "", "Unused.").was(&["master-bricks"]).dead(DEAD_VOLINFO),
     opt("secondary-bricks", Str, "", "Unused.").was(&["slave-bricks"]).dead(DEAD_VOLINFO),

@@ -211,6 +211,14 @@ pub fn validate(spec: &OptionSpec, value: Value, source: Source) -> Result<Value
             }
             Ok(Value::Str(s))
         }
+        (Validation::SocketAddr, Value::Str(s)) => {
+            if !s.is_empty() && s.parse::<std::net::SocketAddr>().is_err() {
+                return Err(invalid(format!(
+                    "{s:?} is not an IP address and port such as 127.0.0.1:9469 or [::1]:9469 (or empty for off)"
+                )));
+            }
+            Ok(Value::Str(s))
+        }
         (validation, v) => Err(invalid(format!("{v} does not fit validation {validation:?}"))),
     }
 }
@@ -342,6 +350,17 @@ mod tests {
         assert!(parse_text(s("ssh-command"), "no-such-binary-here", Source::CommandLine).is_err());
         // A file is not checked against this machine's PATH.
         assert!(parse_text(s("ssh-command"), "no-such-binary-here", Source::File).is_ok());
+    }
+
+    #[test]
+    fn socket_addresses() {
+        for ok in ["", "127.0.0.1:9469", "0.0.0.0:9469", "[::1]:9469"] {
+            assert_eq!(parse_text(s("metrics-listen"), ok, Source::CommandLine), Ok(Value::Str(ok.into())), "{ok}");
+        }
+        for bad in ["9469", "localhost:9469", "127.0.0.1", "::1:9469", "127.0.0.1:70000"] {
+            let e = parse_text(s("metrics-listen"), bad, Source::CommandLine).unwrap_err();
+            assert!(e.0.contains("IP address and port"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -4,8 +4,10 @@
 //! It also keeps the session's status files ([`statusfile`]): `monitor.status`
 //! and one `brick_<quoted path>.status` per brick, from the statuses the
 //! workers report (relayed by the supervisor), and serves the same on its
-//! status socket ([`socket`]) for `gsyncd status`.
+//! status socket ([`socket`]) for `gsyncd status`, and, with
+//! `metrics-listen`, as Prometheus metrics ([`metrics`]).
 
+pub mod metrics;
 pub mod socket;
 pub mod statusfile;
 
@@ -134,6 +136,7 @@ pub fn run(config_dir: &Path, args: &MonitorArgs) -> anyhow::Result<()> {
             None
         }
     };
+    let mut endpoint = start_metrics(&cfg, config_dir, &live, None);
     let mut current = plan;
     let mut next_plan = std::time::Instant::now() + REPLAN_EVERY;
     loop {
@@ -142,6 +145,7 @@ pub fn run(config_dir: &Path, args: &MonitorArgs) -> anyhow::Result<()> {
                 if let Ok(c) = Config::load(config_dir, &args.session) {
                     cfg = c;
                     files = StatusFiles::new(&cfg, std::sync::Arc::clone(&live));
+                    endpoint = start_metrics(&cfg, config_dir, &live, endpoint);
                 }
             }
             Ok(Some(ToChild::BrickStatus { brick, status })) => {
@@ -168,6 +172,50 @@ pub fn run(config_dir: &Path, args: &MonitorArgs) -> anyhow::Result<()> {
             }
             Ok(_) => {}
             Err(e) => warn!(error = %e, "cannot read the topology; keeping the current plan"),
+        }
+    }
+}
+
+/// The metrics endpoint that `metrics-listen` asks for: `running` if it
+/// listens there already, a new one otherwise (the old one is closed
+/// first), none when the option is empty or the address cannot be bound
+/// (a warning says why; replication goes on without it).
+fn start_metrics(
+    cfg: &Config,
+    config_dir: &Path,
+    live: &socket::Shared,
+    running: Option<metrics::MetricsServer>,
+) -> Option<metrics::MetricsServer> {
+    let listen = opt(cfg, "metrics-listen");
+    if running.as_ref().is_some_and(|r| r.listen == listen) {
+        return running;
+    }
+    drop(running);
+    if listen.is_empty() {
+        return None;
+    }
+    let live = std::sync::Arc::clone(live);
+    let (config_dir, session) = (config_dir.to_owned(), cfg.session.clone());
+    let body = move || {
+        let snapshot = live.lock().unwrap_or_else(std::sync::PoisonError::into_inner).snapshot();
+        // The checkpoint as configured now (`checkpoint set` changes the
+        // file without telling the monitor), as `gsyncd status` reads it.
+        let checkpoint = Config::load(&config_dir, &session)
+            .ok()
+            .and_then(|c| config::schema::spec("checkpoint").and_then(|s| c.raw(s).as_int()))
+            .and_then(|v| u64::try_from(v).ok())
+            .unwrap_or(0);
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        metrics::render(&snapshot, checkpoint, now)
+    };
+    match metrics::serve(&listen, body) {
+        Ok(m) => {
+            info!(address = %m.addr, "serving metrics at http://{}/metrics", m.addr);
+            Some(m)
+        }
+        Err(e) => {
+            warn!("no metrics endpoint: {e}");
+            None
         }
     }
 }

@@ -46,7 +46,7 @@ crate_version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n1)
 deb_version=$(dpkg-parsechangelog -l packaging/debian/changelog -S Version)
 [ "$deb_version" = "$crate_version" ] ||
     die "packaging/debian/changelog is at $deb_version but Cargo.toml at $crate_version: add a changelog entry (dch -c packaging/debian/changelog -v $crate_version)"
-bin_version=$("$bin" --version)
+bin_version=$("$bin" -V)
 [ "$bin_version" = "gsyncd $crate_version" ] || die "$bin says \"$bin_version\", not gsyncd $crate_version: rebuild it"
 
 echo "== shellcheck maintainer scripts" >&2

@@ -46,7 +46,7 @@ fi
 bin=$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")
 
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n1)
-bin_version=$("$bin" --version)
+bin_version=$("$bin" -V)
 [ "$bin_version" = "gsyncd $version" ] || die "$bin says \"$bin_version\", not gsyncd $version: rebuild it"
 
 # rpm's own systemd macros where it has them (systemd-rpm-macros on Fedora,

@@ -66,7 +66,7 @@ install_deps
 echo "== building gsyncd (release)"
 cargo build --release --locked --quiet
 GSYNCD=$PWD/target/release/gsyncd
-"$GSYNCD" --version
+"$GSYNCD" -V
 
 mkdir -p "$DEMO"
 if ! pgrep -x glusterd >/dev/null; then

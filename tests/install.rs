@@ -681,7 +681,8 @@ fn install_under_systemd(p: &Packages) {
         }
     }
     let version = c.ok("gsyncd --version");
-    assert_eq!(version.trim(), format!("gsyncd {VERSION}"));
+    assert_eq!(version.lines().next().map(str::trim), Some(format!("gsyncd {VERSION}").as_str()), "{version}");
+    assert!(version.contains("\nrsync ") && version.contains("\nclock "), "the tools report: {version}");
     let unit = c.ok("systemctl cat gsyncd@.service");
     assert!(unit.starts_with("# /lib/systemd/system/gsyncd@.service\n"), "{unit}");
     assert!(unit.contains("ExecStart=/usr/bin/gsyncd supervise %i"), "{unit}");

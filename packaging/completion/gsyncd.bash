@@ -39,6 +39,9 @@ _gsyncd() {
             gsyncd,delete)
                 cmd="gsyncd__subcmd__delete"
                 ;;
+            gsyncd,doctor)
+                cmd="gsyncd__subcmd__doctor"
+                ;;
             gsyncd,failures)
                 cmd="gsyncd__subcmd__failures"
                 ;;
@@ -150,6 +153,9 @@ _gsyncd() {
             gsyncd__subcmd__help,delete)
                 cmd="gsyncd__subcmd__help__subcmd__delete"
                 ;;
+            gsyncd__subcmd__help,doctor)
+                cmd="gsyncd__subcmd__help__subcmd__doctor"
+                ;;
             gsyncd__subcmd__help,failures)
                 cmd="gsyncd__subcmd__help__subcmd__failures"
                 ;;
@@ -196,7 +202,7 @@ _gsyncd() {
 
     case "${cmd}" in
         gsyncd)
-            opts="-h -V --log-level --log-target --config-dir --help --version failures config changelog cleanup-mounts create delete status checkpoint help"
+            opts="-h -V --log-level --log-target --config-dir --help --version failures config changelog cleanup-mounts create delete doctor status checkpoint help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -781,6 +787,32 @@ _gsyncd() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        gsyncd__subcmd__doctor)
+            opts="-h -V --all --log-level --log-target --config-dir --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --log-level)
+                    COMPREPLY=($(compgen -W "error warn info debug trace" -- "${cur}"))
+                    return 0
+                    ;;
+                --log-target)
+                    COMPREPLY=($(compgen -W "auto journald stderr" -- "${cur}"))
+                    return 0
+                    ;;
+                --config-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         gsyncd__subcmd__failures)
             opts="-h -V --log-level --log-target --config-dir --help --version list retry forget help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -956,7 +988,7 @@ _gsyncd() {
             return 0
             ;;
         gsyncd__subcmd__help)
-            opts="failures config changelog cleanup-mounts create delete status checkpoint help"
+            opts="failures config changelog cleanup-mounts create delete doctor status checkpoint help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1138,6 +1170,20 @@ _gsyncd() {
             return 0
             ;;
         gsyncd__subcmd__help__subcmd__delete)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        gsyncd__subcmd__help__subcmd__doctor)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

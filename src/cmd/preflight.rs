@@ -228,7 +228,7 @@ pub const VOLUME_OPTIONS: [(&str, &str); 2] = [("changelog.changelog", "on"), ("
 
 /// Whether a volume option is on, in any of the spellings glusterd takes.
 pub fn option_on(vol: &Volume, key: &str) -> bool {
-    vol.option(key).is_some_and(|v| ["on", "true", "yes", "enable", "1"].contains(&v.to_ascii_lowercase().as_str()))
+    vol.option_on(key)
 }
 
 // -------------------------------------------------------------------- ssh

@@ -65,6 +65,13 @@ impl Volume {
     pub fn option(&self, name: &str) -> Option<&str> {
         self.options.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
+
+    /// Whether a boolean volume option is on, in any of the spellings
+    /// glusterd takes (an option never set is off).
+    pub fn option_on(&self, name: &str) -> bool {
+        self.option(name)
+            .is_some_and(|v| ["on", "true", "yes", "enable", "1"].contains(&v.to_ascii_lowercase().as_str()))
+    }
 }
 
 fn child<'a, 'i>(n: roxmltree::Node<'a, 'i>, name: &str) -> Option<roxmltree::Node<'a, 'i>> {

@@ -204,7 +204,12 @@ fn fingerprint(cfg: &Config, role: Role) -> Vec<(String, Value)> {
         "use-meta-volume",
         "meta-volume-mnt",
         "replica-failover-interval",
+        "metrics-listen",
+        "state-dir",
+        "run-dir",
     ];
+    // Only the monitor uses these: a change restarts it, not the workers.
+    const MONITOR_ONLY: &[&str] = &["metrics-listen"];
     const AGENT: &[&str] =
         &["primary", "change-interval", "changelog-batch-size", "working-dir", "changelog-archive-format", "state-dir"];
     // Read again while running, so no restart for them.
@@ -212,7 +217,7 @@ fn fingerprint(cfg: &Config, role: Role) -> Vec<(String, Value)> {
     let wanted = |o: &OptionSpec| match role {
         Role::Monitor => MONITOR.contains(&o.name),
         Role::Agent => AGENT.contains(&o.name),
-        _ => !DYNAMIC.contains(&o.name),
+        _ => !DYNAMIC.contains(&o.name) && !MONITOR_ONLY.contains(&o.name),
     };
     config::OPTIONS.iter().filter(|o| o.is_live() && wanted(o)).map(|o| (o.name.to_owned(), cfg.raw(o))).collect()
 }

@@ -689,7 +689,7 @@ enum Ev {
 /// What the primary volume must be for this worker to sync it; each
 /// problem is named with its fix.
 fn preflight(vol: &crate::gluster::volinfo::Volume, s: &Settings) -> Result<(), String> {
-    let on = |k: &str| vol.option(k).is_some_and(|v| ["on", "true", "yes", "enable", "1"].contains(&v));
+    let on = |k: &str| vol.option_on(k);
     let v = &vol.name;
     if !vol.is_started() {
         return Err(format!(

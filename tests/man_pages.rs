@@ -78,7 +78,9 @@ fn options_section() -> String {
             ".TP\n.B {}\n({}; default {})\n.br\n{}\n",
             esc(o.name),
             tags.join(", "),
-            esc(&default_shown(o)),
+            // A long path may break after a slash (roff's \: is an
+            // invisible break point), so that it fits 80 columns.
+            esc(&default_shown(o)).replace('/', "/\\:"),
             esc(o.help)
         ));
         let d = describe(o);

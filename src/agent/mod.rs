@@ -46,6 +46,10 @@ struct Feed {
     cursor: u64,
     inflight: VecDeque<u64>,
     pending: VecDeque<HtimeEntry>,
+    /// The sizes of the pending changelogs (in step with `pending`), and
+    /// their sum: the brick's backlog in bytes.
+    sizes: VecDeque<u64>,
+    pending_bytes: u64,
     /// Changelogs that start a newer index (a journal gap before them).
     gaps: std::collections::BTreeSet<u64>,
     generation: u32,
@@ -105,6 +109,8 @@ impl Agent {
                     cursor: after,
                     inflight: VecDeque::new(),
                     pending: VecDeque::new(),
+                    sizes: VecDeque::new(),
+                    pending_bytes: 0,
                     gaps: Default::default(),
                 });
                 self.pump()
@@ -141,7 +147,7 @@ impl Agent {
                     self.last_index = self.last_index.max(e.ts);
                 }
                 f.gaps.extend(self.tail.take_switches());
-                enqueue(f, new);
+                enqueue(&self.dir, f, new);
             }
             Err(HtimeError::Io { path, source }) => {
                 if !self.index_warned {
@@ -184,7 +190,7 @@ impl Agent {
                     self.tail = HtimeTail::new(self.dir.clone());
                     if let Ok(all) = self.tail.poll() {
                         f.gaps.extend(self.tail.take_switches());
-                        enqueue(f, all);
+                        enqueue(&self.dir, f, all);
                     }
                 }
                 (Some(oldest), Some(_)) => {
@@ -193,16 +199,18 @@ impl Agent {
                         files = unlisted.len(),
                         "the index still does not list them; feeding them from the changelog directory"
                     );
-                    enqueue(f, unlisted);
+                    enqueue(&self.dir, f, unlisted);
                 }
             }
         }
         while f.inflight.len() < WINDOW {
             let Some(e) = f.pending.pop_front() else { break };
+            f.pending_bytes = f.pending_bytes.saturating_sub(f.sizes.pop_front().unwrap_or(0));
             let msg = match read(&self.dir, &e) {
                 Ok(mut c) => {
                     c.generation = f.generation;
                     c.backlog = u32::try_from(f.pending.len()).unwrap_or(u32::MAX);
+                    c.backlog_bytes = f.pending_bytes;
                     if f.gaps.remove(&e.ts) {
                         warn!(ts = e.ts, "a newer changelog index starts here: changelog was off before it");
                         c.gap_before = true;
@@ -226,10 +234,14 @@ impl Agent {
 
 /// Queues entries after the last one queued or sent (the index and the
 /// directory may both name a changelog).
-fn enqueue(f: &mut Feed, entries: Vec<HtimeEntry>) {
+fn enqueue(dir: &ChangelogDir, f: &mut Feed, entries: Vec<HtimeEntry>) {
     for e in entries {
         if e.ts > f.cursor.max(f.pending.back().map_or(0, |p| p.ts)) {
+            let size =
+                if e.empty { 0 } else { dir.locate(&e).and_then(|p| std::fs::metadata(p).ok()).map_or(0, |m| m.len()) };
             f.pending.push_back(e);
+            f.sizes.push_back(size);
+            f.pending_bytes += size;
         }
     }
 }
@@ -276,6 +288,7 @@ fn read(dir: &ChangelogDir, e: &HtimeEntry) -> Result<Changelog, String> {
         gap_before: false,
         generation: 0,
         backlog: 0,
+        backlog_bytes: 0,
     };
     if e.empty {
         return Ok(c);
@@ -454,7 +467,13 @@ mod tests {
         }
         let mut a = Agent::new(ChangelogDir::new(b.dir.path()));
         // After 1015 + 2*15: the rest, at most WINDOW at once.
-        let first = changelogs(&a.handle(ToAgent::Feed { after: 1045, generation: 1 }));
+        let out = a.handle(ToAgent::Feed { after: 1045, generation: 1 });
+        // Each changelog says what is left behind it: 17 changelogs after
+        // 1045, a window of 16 sent; the one left holds records.
+        let Some(ToWorker::Changelog(last)) = out.last() else { panic!("{out:?}") };
+        assert_eq!(last.backlog, 1);
+        assert!(last.backlog_bytes > 0);
+        let first = changelogs(&out);
         assert_eq!(first.len(), WINDOW);
         assert_eq!(first[0], (1060, 0, false), "an empty changelog is fed, with no records");
         assert_eq!(first[1], (1075, 2, false), "a data record and a create");

@@ -86,8 +86,12 @@ pub struct BrickRow {
     pub last_synced_entry: Option<u64>,
     /// Now minus last_synced.
     pub lag_seconds: Option<u64>,
-    /// Changelogs rolled over and not yet replayed.
+    /// Changelogs rolled over and not yet replayed, and their size.
     pub backlog_changelogs: Option<u64>,
+    pub backlog_bytes: Option<u64>,
+    /// Files and bytes synced per second over about the last minute.
+    pub files_per_sec: Option<u64>,
+    pub bytes_per_sec: Option<u64>,
     pub entry: Option<u64>,
     pub data: Option<u64>,
     pub meta: Option<u64>,
@@ -190,6 +194,9 @@ pub fn row(
         last_synced_entry: sync(st.last_synced_entry).and_then(nonzero),
         lag_seconds: sync(st.last_synced).and_then(nonzero).map(|t| now.saturating_sub(t)),
         backlog_changelogs: sync(st.backlog),
+        backlog_bytes: sync(st.backlog_bytes),
+        files_per_sec: sync(st.files_per_sec),
+        bytes_per_sec: sync(st.bytes_per_sec),
         entry: sync(st.entry),
         data: sync(st.data),
         meta: sync(st.meta),
@@ -428,6 +435,7 @@ pub fn table(sessions: &[SessionStatus], detail: bool, with_session: bool, clock
             "CHECKPOINT COMPLETION TIME",
             "LAG",
             "BACKLOG",
+            "RATE",
             "RESTARTS",
             "FILES SYNCED",
             "BYTES SYNCED",
@@ -454,7 +462,7 @@ pub fn table(sessions: &[SessionStatus], detail: bool, with_session: bool, clock
             let mut r = lead(&node_name(), status::NA);
             r.extend([status::NA.to_owned(), s.state.clone(), status::NA.to_owned(), status::NA.to_owned()]);
             if detail {
-                r.extend(std::iter::repeat_n(status::NA.to_owned(), 12));
+                r.extend(std::iter::repeat_n(status::NA.to_owned(), 13));
             }
             rows.push(r);
         }
@@ -476,7 +484,14 @@ pub fn table(sessions: &[SessionStatus], detail: bool, with_session: bool, clock
                     or_na(b.checkpoint_completed.map(|c| if c { "Yes" } else { "No" })),
                     time(b.checkpoint_completion_time),
                     or_na(b.lag_seconds.map(duration)),
-                    or_na(b.backlog_changelogs),
+                    match (b.backlog_changelogs, b.backlog_bytes) {
+                        (Some(n), Some(by)) => format!("{n} ({})", bytes(by)),
+                        _ => status::NA.to_owned(),
+                    },
+                    match (b.files_per_sec, b.bytes_per_sec) {
+                        (Some(f), Some(by)) => format!("{f} files/s, {}/s", bytes(by)),
+                        _ => status::NA.to_owned(),
+                    },
                     b.restarts.to_string(),
                     b.files_synced.to_string(),
                     bytes(b.bytes_synced),
@@ -710,10 +725,21 @@ mod tests {
         );
         let d = table(std::slice::from_ref(&s), true, true, &c);
         assert!(d.lines().nth(1).unwrap().starts_with("SESSION    PRIMARY NODE"), "{d}");
+        let header: Vec<&str> =
+            d.lines().nth(1).unwrap().split("    ").map(str::trim).filter(|c| !c.is_empty()).collect();
         assert!(
-            d.contains("CHECKPOINT COMPLETION TIME    LAG    BACKLOG    RESTARTS    FILES SYNCED    BYTES SYNCED"),
+            header.ends_with(&[
+                "CHECKPOINT COMPLETION TIME",
+                "LAG",
+                "BACKLOG",
+                "RATE",
+                "RESTARTS",
+                "FILES SYNCED",
+                "BYTES SYNCED"
+            ]),
             "{d}"
         );
+        assert!(d.contains("0 (0 B)") && d.contains("0 files/s, 0 B/s"), "{d}");
         assert!(d.contains("Yes"), "{d}");
         let mut faulty = s.clone();
         faulty.bricks[0].status = "Faulty".into();

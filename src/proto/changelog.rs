@@ -93,6 +93,8 @@ pub struct Changelog {
     /// Changelogs the agent holds for the worker after this one (the
     /// brick's backlog, for status).
     pub backlog: u32,
+    /// Their size on disk.
+    pub backlog_bytes: u64,
 }
 
 #[derive(Debug, thiserror::Error)]

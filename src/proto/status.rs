@@ -71,6 +71,12 @@ pub struct BrickStatus {
     /// Changelogs rolled over on the brick and not yet replayed, beyond
     /// the batch in flight.
     pub backlog: u64,
+    /// Their size on disk.
+    pub backlog_bytes: u64,
+    /// Files and bytes the data phase synced per second, over about the
+    /// last minute.
+    pub files_per_sec: u64,
+    pub bytes_per_sec: u64,
 }
 
 impl Default for BrickStatus {
@@ -99,6 +105,9 @@ impl Default for BrickStatus {
             meta_ops: 0,
             updated: 0,
             backlog: 0,
+            backlog_bytes: 0,
+            files_per_sec: 0,
+            bytes_per_sec: 0,
         }
     }
 }

@@ -241,6 +241,9 @@ struct Replicator<'a> {
     sent: RefCell<Option<BrickStatus>>,
     status: RefCell<BrickStatus>,
     checkpoint: RefCell<Checkpoint>,
+    /// (when, files synced, bytes synced) over about the last minute, for
+    /// the rates in status.
+    rates: RefCell<std::collections::VecDeque<(std::time::Instant, u64, u64)>>,
     /// The marker's xtime key of the primary volume (for crawls since a
     /// time).
     xtime_key: String,
@@ -314,6 +317,20 @@ impl Replicator<'_> {
         };
         {
             let mut st = self.status.borrow_mut();
+            let mut r = self.rates.borrow_mut();
+            let t = std::time::Instant::now();
+            r.push_back((t, st.files_synced, st.bytes_synced));
+            while r.len() > 2 && r.get(1).is_some_and(|s| t.duration_since(s.0) >= std::time::Duration::from_secs(60)) {
+                r.pop_front();
+            }
+            if let Some(&(t0, f0, b0)) = r.front() {
+                let secs = t.duration_since(t0).as_secs_f64();
+                if secs >= 1.0 {
+                    st.files_per_sec = (st.files_synced.saturating_sub(f0) as f64 / secs).round() as u64;
+                    st.bytes_per_sec = (st.bytes_synced.saturating_sub(b0) as f64 / secs).round() as u64;
+                }
+            }
+            drop(r);
             st.last_synced = stime;
             st.last_synced_entry = entry_stime;
             st.failures = items;
@@ -595,7 +612,9 @@ impl Replicator<'_> {
         }
         let (entries, metas, datas) = (w.entries.len(), w.metas.len(), w.datas.len());
         if let Some(last) = changelogs.last() {
-            self.status.borrow_mut().backlog = u64::from(last.backlog);
+            let mut st = self.status.borrow_mut();
+            st.backlog = u64::from(last.backlog);
+            st.backlog_bytes = last.backlog_bytes;
         }
         self.in_flight(entries, metas, datas);
         self.entry_phase(w.entries)?;
@@ -803,6 +822,7 @@ fn serve(config_dir: &Path, args: &WorkerArgs, s: &Settings, link: &Link) -> any
         sent: RefCell::new(None),
         status: RefCell::new(BrickStatus { secondary_node: s.secondary.host.clone(), ..BrickStatus::default() }),
         checkpoint: RefCell::new(checkpoint),
+        rates: RefCell::new(std::collections::VecDeque::new()),
         xtime_key: keys::xtime(&pvol.id),
     };
     // Active/Passive: one worker per replica set syncs; the others follow

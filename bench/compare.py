@@ -733,6 +733,23 @@ def role(argv):
     return prog
 
 
+def profile_counts(vol):
+    """{fop: calls} summed over the volume's bricks since the last
+    `profile info clear` (`gluster volume profile ... info incremental`
+    would also reset; cumulative after a clear is the same window)."""
+    out = gl("volume", "profile", vol, "info", "cumulative", "--xml", check=False) or ""
+    counts = {}
+    try:
+        root = ET.fromstring(out[out.find("<?xml"):])
+    except ET.ParseError:
+        return counts
+    for fop in root.iter("fop"):
+        name, hits = fop.findtext("name"), fop.findtext("hits")
+        if name and hits and hits.isdigit() and int(hits):
+            counts[name] = counts.get(name, 0) + int(hits)
+    return counts
+
+
 # ---------------------------------------------------------------- workloads
 
 def rbytes(rng, n):
@@ -770,6 +787,7 @@ class Bench:
         self.rsync32_dir = args.rsync32_dir
         self.results = []
         self.gsec_made = None
+        self.restarts = {}
 
     # -- setup ----------------------------------------------------------
 
@@ -808,14 +826,47 @@ class Bench:
             log("shape %s: creating the %s session" % (shape, d.label))
             d.create()
             d.start()
+        if self.args.profile:
+            for v in (rp, rs, gp, gs):
+                gl("volume", "profile", v.name, "start")
         for d in (ref, gsy):
             wait_until("%s session to be Active in Changelog Crawl" % d.label, 300, d.ready, interval=2)
+            self.canary(d)
             log("shape %s: %s session ready" % (shape, d.label))
         return ref, gsy, floor
 
+    def profile_clear(self, d):
+        for v in (d.pvol, d.svol):
+            gl("volume", "profile", v.name, "info", "clear", check=False)
+
+    def canary(self, d, tries=3):
+        """Makes sure the session follows the live changelog: a small file
+        must reach the secondary. The reference sometimes sits in Changelog
+        Crawl after its first start and syncs nothing until restarted (its
+        live feed stall); such restarts are counted in the results."""
+        for attempt in range(tries):
+            rel = "canary-%d" % attempt
+            os.mkdir(os.path.join(d.pvol.mount, rel))
+            write_file(os.path.join(d.pvol.mount, rel, "f"), b"canary\n")
+            psnap = d.pview.snapshot(rel)
+            ok = self.converge(d, rel, psnap, max(60, 6 * self.rollover), quiet=True) is not None
+            shutil.rmtree(os.path.join(d.pvol.mount, rel))
+            if ok:
+                if not self.wait_gone(d, rel, self.args.timeout):
+                    raise RuntimeError("%s: the canary did not disappear from the secondary" % d.label)
+                return
+            self.restarts.setdefault("%s %s" % (d.label, d.shape), 0)
+            self.restarts["%s %s" % (d.label, d.shape)] += 1
+            log("%s: nothing reached the secondary within %d s after start; restarting the session" % (
+                d.label, max(60, 6 * self.rollover)))
+            d.stop()
+            d.start()
+            wait_until("%s session to be Active in Changelog Crawl" % d.label, 300, d.ready, interval=2)
+        raise RuntimeError("%s: the session syncs nothing after %d restarts" % (d.label, tries))
+
     # -- measuring ------------------------------------------------------
 
-    def converge(self, d, rel, psnap, timeout):
+    def converge(self, d, rel, psnap, timeout, quiet=False):
         """Seconds-since-epoch when the secondary's backend matches the
         primary snapshot, or None on timeout."""
         deadline = time.time() + timeout
@@ -826,9 +877,10 @@ class Bench:
             if not diffs:
                 return now
             if now > deadline:
-                log("    not converged after %ds: %s" % (timeout, diffs[:3]))
+                if not quiet:
+                    log("    not converged after %ds: %s" % (timeout, diffs[:3]))
                 return None
-            if now - last_report > 60:
+            if now - last_report > 60 and not quiet:
                 log("    waiting: %s" % (diffs[:2],))
                 last_report = now
             time.sleep(self.args.poll)
@@ -869,21 +921,29 @@ class Bench:
         """Runs `write`, then waits for convergence. With `restart`, the
         session is stopped before `write` and `restart` starts it (the
         window then starts at the restart)."""
+        prof = self.args.profile
         if restart:
             d.stop()
             write()
             m = Meter(d)
+            if prof:
+                self.profile_clear(d)
             t_end = time.time()
             m.start()
             restart()
         else:
             m = Meter(d)
+            if prof:
+                self.profile_clear(d)
             m.start()
             write()
             t_end = time.time()
         psnap = d.pview.snapshot(rel)
         t_conv = self.converge(d, rel, psnap, self.args.timeout)
         fig = m.stop()
+        if prof:
+            fig["fops_primary"] = profile_counts(d.pvol.name)
+            fig["fops_secondary"] = profile_counts(d.svol.name)
         fig["converge_s"] = (t_conv - t_end) if t_conv else None
         fig["write_s"] = t_end - m.t0 if not restart else None
         fig["entries"] = len(psnap)
@@ -1175,6 +1235,7 @@ def machine_info(bench):
         "quick": bench.quick,
         "runs": bench.args.runs,
         "timeout": bench.args.timeout,
+        "restarts_after_start": bench.restarts,
         "poll": bench.args.poll,
         "date": time.strftime("%Y-%m-%d %H:%M %Z"),
         "command": " ".join(sys.argv),
@@ -1233,6 +1294,10 @@ def table(results, meta):
                "Cells: median [min-max] over the runs that converged and verified; ratio = gsyncd / reference "
                "(medians); '-' = no such figure or no valid run." % (
                    meta.get("rollover"), meta.get("sync_jobs"), meta.get("timeout", "?")))
+    if meta.get("restarts_after_start"):
+        out.append("Sessions restarted at setup because nothing reached the secondary after their start: %s." % (
+            ", ".join("%s %s: %d" % (k.split()[0], "one brick" if k.split()[1] == "1" else "2x2", v)
+                      for k, v in sorted(meta["restarts_after_start"].items()))))
     out.append("")
     shapes = []
     for r in results:
@@ -1289,6 +1354,43 @@ def table(results, meta):
                 out.append("| %s | %s | %s | %s | %s |" % (wl, label, cells[0], cells[1], ratio))
         out.append("")
     return "\n".join(out)
+
+
+def fop_table(results):
+    """Brick file operations per run (profile mode): median over runs,
+    primary and secondary volume, reference vs gsyncd."""
+    rs = [r for r in results if "fops_secondary" in r]
+    if not rs:
+        return ""
+    out = ["### Brick file operations (`--profile`; calls summed over the bricks, median over runs)", ""]
+    keys = []
+    for r in rs:
+        if (r["shape"], r["workload"]) not in keys:
+            keys.append((r["shape"], r["workload"]))
+    out.append("| shape | workload | side | fop | reference | gsyncd | ratio |")
+    out.append("|---|---|---|---|---|---|---|")
+    for shape, wl in keys:
+        for side in ("secondary", "primary"):
+            k = "fops_" + side
+            per = {dk: [r[k] for r in rs if r["shape"] == shape and r["workload"] == wl and r["daemon"] == dk
+                        and r.get("verified")] for dk in ("ref", "gsy")}
+            fops = sorted({f for runs in per.values() for c in runs for f in c},
+                          key=lambda f: -max([c.get(f, 0) for runs in per.values() for c in runs] or [0]))
+            tot = {dk: statistics.median([sum(c.values()) for c in per[dk]]) if per[dk] else None for dk in per}
+            for f in ["(all)"] + fops:
+                med = {}
+                for dk in ("ref", "gsy"):
+                    if f == "(all)":
+                        med[dk] = tot[dk]
+                    else:
+                        med[dk] = statistics.median([c.get(f, 0) for c in per[dk]]) if per[dk] else None
+                if f != "(all)" and max(v or 0 for v in med.values()) < 20:
+                    continue
+                ratio = fmt(med["gsy"] / med["ref"]) if med["ref"] and med["gsy"] is not None else "-"
+                out.append("| %s | %s | %s | %s | %s | %s | %s |" % (
+                    shape, wl, side, f, "-" if med["ref"] is None else "%.0f" % med["ref"],
+                    "-" if med["gsy"] is None else "%.0f" % med["gsy"], ratio))
+    return "\n".join(out) + "\n"
 
 
 # ---------------------------------------------------------------- sweep
@@ -1360,6 +1462,9 @@ def main():
     ap.add_argument("--rsync32-dir", default="")
     ap.add_argument("--gsyncd", required=False)
     ap.add_argument("--out", default=None, help="directory for results.json and table.md")
+    ap.add_argument("--profile", action="store_true",
+                    help="also count the bricks' file operations per run (gluster volume profile); adds overhead, "
+                         "so not for the figures")
     ap.add_argument("--sweep", action="store_true", help="only remove what killed runs left behind")
     ap.add_argument("--table", metavar="RESULTS_JSON", help="only print the table of a results.json")
     a = ap.parse_args()
@@ -1367,6 +1472,7 @@ def main():
         with open(a.table) as f:
             j = json.load(f)
         print(table(j["results"], j["meta"]))
+        print(fop_table(j["results"]))
         return 0
     if os.geteuid() != 0:
         sys.exit("compare.py: run as root (glusterd, FUSE mounts, cgroups)")
@@ -1401,7 +1507,7 @@ def main():
         CLEANUP.run()
     if b.results:
         b.save()
-        t = table(b.results, b.meta())
+        t = table(b.results, b.meta()) + "\n" + fop_table(b.results)
         with open(os.path.join(a.out, "table.md"), "w") as f:
             f.write(t + "\n")
         print(t)

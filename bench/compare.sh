@@ -40,7 +40,7 @@ for ((i = 0; i < ${#args[@]}; i++)); do
     case "${args[$i]}" in
         --ref-rsync) ref_rsync=${args[$((i + 1))]:-} ;;
         --ref-rsync=*) ref_rsync=${args[$i]#--ref-rsync=} ;;
-        --sweep|--table|-h|--help) exec /usr/bin/python3 bench/compare.py "$@" ;;
+        --sweep|--table|-h|--help) exec /usr/bin/python3 -B bench/compare.py "$@" ;;
     esac
 done
 
@@ -66,4 +66,4 @@ if [ "$ref_rsync" = rsync-3.2 ]; then
         extra=(--ref-rsync access-mount)
     fi
 fi
-/usr/bin/python3 bench/compare.py --gsyncd "$gsyncd" "${args[@]}" "${extra[@]}"
+/usr/bin/python3 -B bench/compare.py --gsyncd "$gsyncd" "${args[@]}" "${extra[@]}"

@@ -142,6 +142,18 @@ def vm_hwm_kib(pid):
     return 0
 
 
+def pss_kib(pid):
+    """Proportional set size: shared pages divided among their sharers."""
+    try:
+        with open("/proc/%d/smaps_rollup" % pid) as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def all_pids():
     return [int(p) for p in os.listdir("/proc") if p.isdigit()]
 
@@ -647,10 +659,11 @@ class Meter:
                     e = self.procs[k] = {"base": st[2] if first else 0.0, "hwm": 0}
                 e.update(cls=cls, name=st[1], role=role(a))
                 if cls != "own":
-                    e["hwm"] = 0
+                    e["hwm"] = e["pss"] = 0
             e["last"] = st[2]
             if e["cls"] == "own":
                 e["hwm"] = max(e["hwm"], vm_hwm_kib(pid))
+                e["pss"] = max(e.get("pss", 0), pss_kib(pid))
         for side, pids in self.brick_pids.items():
             for pid in pids:
                 st = read_stat(pid)
@@ -696,6 +709,7 @@ class Meter:
             "cpu_gluster": sums["aux"] + bricks["p"] + bricks["s"],
             "cpu_total": max(total, sums["own"] + sums["aux"]) + bricks["p"] + bricks["s"],
             "rss_mib": sum(e["hwm"] for e in self.procs.values() if e["cls"] == "own") / 1024.0,
+            "pss_mib": sum(e.get("pss", 0) for e in self.procs.values() if e["cls"] == "own") / 1024.0,
             "ssh_mb": sum(max(0, e["last"] - e["base"]) for e in self.conns.values()) / 1e6,
             "procs": self.by_role(),
         }
@@ -1199,7 +1213,7 @@ class Bench:
 def summary(fig):
     if "error" in fig:
         return "error: " + fig["error"]
-    keys = ("converge_s", "latency_s", "cpu_own", "cpu_children", "cpu_gluster", "rss_mib", "ssh_mb", "floor_s")
+    keys = ("converge_s", "latency_s", "cpu_own", "cpu_children", "cpu_gluster", "rss_mib", "pss_mib", "ssh_mb", "floor_s")
     return ", ".join("%s=%s" % (k, "%.2f" % fig[k] if isinstance(fig.get(k), float) else fig.get(k))
                      for k in keys if k in fig) + ("" if fig.get("verified") else " (NOT VERIFIED)")
 
@@ -1254,7 +1268,8 @@ FIGS = [
     ("cpu_sbricks", "CPU GlusterFS secondary bricks, s", 1),
     ("cpu_pbricks", "CPU GlusterFS primary bricks (+ the writes), s", 1),
     ("cpu_total", "CPU daemon + children + GlusterFS, s", 1),
-    ("rss_mib", "peak RSS daemon processes, MiB", 1),
+    ("rss_mib", "peak RSS daemon processes (sum of VmHWM), MiB", 1),
+    ("pss_mib", "peak PSS daemon processes (sum of sampled Pss), MiB", 1),
     ("ssh_mb", "bytes over ssh, MB", 1),
 ]
 WORKLOADS = ["small", "large", "mixed", "renames", "backlog", "latency"]

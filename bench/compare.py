@@ -802,6 +802,7 @@ class Bench:
         self.results = []
         self.gsec_made = None
         self.restarts = {}
+        self.notes = []
 
     # -- setup ----------------------------------------------------------
 
@@ -1168,12 +1169,15 @@ class Bench:
         for shape in a.shapes:
             mark = len(CLEANUP.actions)
             ref, gsy, self.floor = self.setup_shape(shape)
+            broken = set()
             for wl in a.workloads:
                 runs = 1 if wl == "latency" else a.runs
                 failed = set()
                 for rep in range(runs):
                     order = (ref, gsy) if rep % 2 == 0 else (gsy, ref)
                     for d in order:
+                        if d.key in broken:
+                            continue
                         if d.key in failed:
                             log("shape %s, %s, run %d/%d: %s skipped (an earlier run did not converge)" % (
                                 shape, wl, rep + 1, runs, d.label))
@@ -1195,8 +1199,14 @@ class Bench:
                         try:
                             self.reset(d, rel)
                         except Exception as e:  # noqa: BLE001
-                            log("    reset failed: %s; rebuilding is not supported, stopping this shape" % e)
-                            raise
+                            # Its secondary no longer follows: later runs of
+                            # this daemon on this shape would measure nothing.
+                            log("    reset failed: %s; no more %s runs on this shape" % (e, d.label))
+                            broken.add(d.key)
+                            self.notes.append("%s, shape %s: after %s run %d the run's directory did not disappear "
+                                              "from the secondary (%s); its later workloads on this shape were "
+                                              "not run" % (d.label, shape, wl, rep + 1, e))
+                            self.save()
             log("shape %s: tearing down" % shape)
             CLEANUP.run(mark)
         return self.results
@@ -1250,6 +1260,7 @@ def machine_info(bench):
         "runs": bench.args.runs,
         "timeout": bench.args.timeout,
         "restarts_after_start": bench.restarts,
+        "notes": bench.notes,
         "poll": bench.args.poll,
         "date": time.strftime("%Y-%m-%d %H:%M %Z"),
         "command": " ".join(sys.argv),
@@ -1313,6 +1324,8 @@ def table(results, meta):
         out.append("Sessions restarted at setup because nothing reached the secondary after their start: %s." % (
             ", ".join("%s %s: %d" % (k.split()[0], "one brick" if k.split()[1] == "1" else "2x2", v)
                       for k, v in sorted(meta["restarts_after_start"].items()))))
+    for n in meta.get("notes") or []:
+        out.append("Note: " + n + ".")
     out.append("")
     shapes = []
     for r in results:

@@ -829,26 +829,32 @@ class Bench:
         tag = "%s%d-%s" % (PREFIX, os.getpid(), "1" if shape == "1" else "4")
         c = self.cluster
         log("shape %s: creating volumes" % shape)
-        rp = c.create_volume(tag + "rp", shape, True)
-        rs = c.create_volume(tag + "rs", shape, False)
-        gp = c.create_volume(tag + "gp", shape, True)
-        gs = c.create_volume(tag + "gs", shape, False)
-        meta = c.create_volume(tag + "meta", "1", False) if shape == "2x2" else None
+        want = self.args.daemons
+        ref = gsy = None
+        if "reference" in want:
+            rp = c.create_volume(tag + "rp", shape, True)
+            rs = c.create_volume(tag + "rs", shape, False)
+            meta = c.create_volume(tag + "meta", "1", False) if shape == "2x2" else None
+            ref = RefDaemon(self, shape, rp, rs, meta)
+        if "gsyncd" in want:
+            gp = c.create_volume(tag + "gp", shape, True)
+            gs = c.create_volume(tag + "gs", shape, False)
+            gsy = GsyDaemon(self, shape, gp, gs)
         floor = c.create_volume(tag + "fl", shape, False) if "large" in self.args.workloads else None
-        ref = RefDaemon(self, shape, rp, rs, meta)
-        gsy = GsyDaemon(self, shape, gp, gs)
-        for d in (ref, gsy):
+        daemons = [d for d in (ref, gsy) if d is not None]
+        for d in daemons:
             log("shape %s: creating the %s session" % (shape, d.label))
             d.create()
             d.start()
         if self.args.profile:
-            for v in (rp, rs, gp, gs):
-                gl("volume", "profile", v.name, "start")
-        for d in (ref, gsy):
+            for d in daemons:
+                for v in (d.pvol, d.svol):
+                    gl("volume", "profile", v.name, "start")
+        for d in daemons:
             wait_until("%s session to be Active in Changelog Crawl" % d.label, 300, d.ready, interval=2)
             self.canary(d)
             log("shape %s: %s session ready" % (shape, d.label))
-        return ref, gsy, floor
+        return daemons, floor
 
     def profile_clear(self, d):
         for v in (d.pvol, d.svol):
@@ -1165,16 +1171,17 @@ class Bench:
         os.makedirs(self.base)
         CLEANUP.push("base dir", lambda: shutil.rmtree(self.base, ignore_errors=True))
         self.cluster = Cluster(self.base, PREFIX, self.rollover)
-        self.ensure_gsec()
+        if "reference" in a.daemons:
+            self.ensure_gsec()
         for shape in a.shapes:
             mark = len(CLEANUP.actions)
-            ref, gsy, self.floor = self.setup_shape(shape)
+            daemons, self.floor = self.setup_shape(shape)
             broken = set()
             for wl in a.workloads:
                 runs = 1 if wl == "latency" else a.runs
                 failed = set()
                 for rep in range(runs):
-                    order = (ref, gsy) if rep % 2 == 0 else (gsy, ref)
+                    order = daemons if rep % 2 == 0 else daemons[::-1]
                     for d in order:
                         if d.key in broken:
                             continue
@@ -1489,6 +1496,8 @@ def main():
     ap.add_argument("--ref-rsync", choices=["rsync-3.2", "access-mount"], default="rsync-3.2")
     ap.add_argument("--rsync32-dir", default="")
     ap.add_argument("--gsyncd", required=False)
+    ap.add_argument("--daemons", default="reference,gsyncd",
+                    help="which sessions to run (default both; one alone gives no ratios, for iterating)")
     ap.add_argument("--out", default=None, help="directory for results.json and table.md")
     ap.add_argument("--profile", action="store_true",
                     help="also count the bricks' file operations per run (gluster volume profile); adds overhead, "
@@ -1512,6 +1521,10 @@ def main():
     for w in a.workloads:
         if w not in WORKLOADS:
             sys.exit("unknown workload %s (have %s)" % (w, ", ".join(WORKLOADS)))
+    a.daemons = [d.strip() for d in a.daemons.split(",") if d.strip()]
+    for d in a.daemons:
+        if d not in ("reference", "gsyncd"):
+            sys.exit("unknown daemon %s (have reference, gsyncd)" % d)
     a.runs = a.runs or (1 if a.quick else 3)
     a.rollover = a.rollover or (5 if a.quick else 15)
     a.timeout = a.timeout or (90 if a.quick else 900)

@@ -17,6 +17,9 @@
 #                           rsync-3.2: Debian bookworm's rsync 3.2.x, unpacked
 #                           privately; access-mount: the default rsync with
 #                           secondary-access-mount true)
+#   --daemons reference,gsyncd
+#                           which sessions to run (default both; one alone
+#                           gives no ratios: for iterating on one daemon)
 #   --out DIR               where results.json and table.md go
 #   --sweep                 only remove what a killed run left behind
 #

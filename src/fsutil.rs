@@ -80,6 +80,28 @@ pub fn is_record_locked(path: &Path) -> bool {
         && fl.l_type != nix::libc::F_UNLCK as nix::libc::c_short
 }
 
+/// Opens `path` for reading or writing only if it is a regular file (a
+/// final symlink is not followed): an `O_PATH` descriptor first, whose
+/// `fstat` tells the type without opening the inode (a FIFO or a device
+/// node is never opened), then the file itself through `/proc/self/fd`,
+/// which resolves no name again. `None`: not a regular file. The `O_PATH`
+/// descriptor comes back too: its `/proc/self/fd` path reaches the inode
+/// for xattr calls without another lookup.
+pub fn open_regular(path: &Path, write: bool) -> std::io::Result<Option<(File, File, fs::Metadata)>> {
+    let handle = OpenOptions::new().read(true).custom_flags(nix::libc::O_PATH | nix::libc::O_NOFOLLOW).open(path)?;
+    let m = handle.metadata()?;
+    if !m.is_file() {
+        return Ok(None);
+    }
+    let f = OpenOptions::new().read(!write).write(write).open(fd_path(&handle))?;
+    Ok(Some((f, handle, m)))
+}
+
+/// `/proc/self/fd/<n>`: a name for an open descriptor's inode.
+pub fn fd_path(f: &impl std::os::fd::AsRawFd) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", f.as_raw_fd()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,5 +119,28 @@ mod tests {
         assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1, "no temporary file left");
         let e = write_atomically(&d.path().join("no/such/f"), b"x", 0o600).unwrap_err();
         assert!(e.to_string().contains("cannot create temporary file"), "{e}");
+    }
+
+    #[test]
+    fn open_regular_opens_only_regular_files() {
+        use std::io::{Read, Write};
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("f");
+        fs::write(&f, b"data").unwrap();
+        let (mut w, _h, m) = open_regular(&f, true).unwrap().unwrap();
+        assert_eq!(m.len(), 4);
+        w.write_all(b"DA").unwrap();
+        drop(w);
+        let (mut r, h, _) = open_regular(&f, false).unwrap().unwrap();
+        let mut got = String::new();
+        r.read_to_string(&mut got).unwrap();
+        assert_eq!(got, "DAta");
+        assert_eq!(fs::metadata(fd_path(&h)).unwrap().len(), 4, "the handle's path reaches the inode");
+        std::os::unix::fs::symlink(&f, d.path().join("l")).unwrap();
+        assert!(open_regular(&d.path().join("l"), false).unwrap().is_none(), "a symlink is not followed");
+        nix::unistd::mkfifo(&d.path().join("p"), nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        assert!(open_regular(&d.path().join("p"), false).unwrap().is_none(), "a FIFO is not opened (would block)");
+        assert!(open_regular(d.path(), false).unwrap().is_none());
+        assert_eq!(open_regular(&d.path().join("none"), false).unwrap_err().kind(), std::io::ErrorKind::NotFound);
     }
 }

@@ -68,7 +68,13 @@ fn wait_log(sess: &Session, what: &str, timeout: Duration) {
 
 /// Waits until the secondary's tree equals the primary's.
 fn converge(p: &Volume, s: &Volume, sess: &Session, child: &mut Running, timeout: Duration) {
-    let o = Options { mtimes: false, ..Options::default() };
+    converge_with(p, s, sess, child, timeout, false);
+}
+
+/// [`converge`], with the files' modification times compared too (to the
+/// nanosecond, as rsync and the inline engine leave them).
+fn converge_with(p: &Volume, s: &Volume, sess: &Session, child: &mut Running, timeout: Duration, mtimes: bool) {
+    let o = Options { mtimes, ..Options::default() };
     let deadline = Instant::now() + timeout;
     loop {
         let d = tree::compare(&p.mount, &s.mount, &o);
@@ -113,9 +119,12 @@ fn crawl_then_live(fx: &Fixture) {
         use std::io::Write;
         let mut f = fs::OpenOptions::new().append(true).open(sess.dir.path().join("e2e.toml")).unwrap();
         f.write_all(b"max-rsync-retries = 1\n").unwrap();
+        // Files up to 4 KiB go by the inline engine, larger ones by rsync:
+        // this test runs both.
+        f.write_all(b"inline-max-size = 4096\n").unwrap();
     }
     let mut child = sess.start();
-    converge(&p, &s, &sess, &mut child, Duration::from_secs(90));
+    converge_with(&p, &s, &sess, &mut child, Duration::from_secs(90), true);
     // The status files: the reference's names and keys.
     let b0 = &p.bricks[0];
     let st = sess.wait_brick_status(b0, "the live changelog crawl", |v| v["crawl_status"] == "Changelog Crawl");
@@ -178,6 +187,7 @@ fn crawl_then_live(fx: &Fixture) {
     assert!(log.contains("crawl walked the brick"), "{log}");
     assert!(log.contains("batch synced"), "{log}");
     assert!(log.contains("engine=\"rsync\""), "{log}");
+    assert!(log.contains("engine=\"inline\""), "{log}");
 
     // Resume: changes while stopped arrive by history, with no crawl.
     fs::create_dir(m.join("while-stopped")).unwrap();
@@ -349,8 +359,10 @@ fn replicated(fx: &Fixture) {
         write(&m.join(format!("r/a/f{i}")), format!("file {i}").as_bytes());
     }
     symlink("a/f1", m.join("r/l")).unwrap();
-    // This shape runs the tar engine; the one-brick test runs rsync.
+    // This shape runs the tar engine (for every file: no inline engine);
+    // the one-brick test runs rsync and the inline engine.
     let sess = session(fx, "repl", &p, &s, true);
+    sess.edit(|t| format!("{t}inline-max-size = 0\n"));
     let mut child = sess.start();
     converge(&p, &s, &sess, &mut child, Duration::from_secs(90));
     // One worker per replica set syncs; the other two are Passive.

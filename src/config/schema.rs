@@ -271,6 +271,7 @@ pub static OPTIONS: &[OptionSpec] = &[
     opt("use-rsync-xattrs", Bool, "false", "Ask the secondary to accept rsync's xattr marks (refused by a non-root secondary)."),
     opt("sync-xattrs", Bool, "true", "Sync extended attributes (rsync --xattrs)."),
     opt("sync-acls", Bool, "true", "Sync POSIX ACLs (rsync --acls)."),
+    opt("inline-max-size", Int, "131072", "Regular files up to this many bytes are sent inside the worker's RPC stream (read whole, written in place with owner, mode, times and xattrs), not by rsync or tar; 0 sends every file by sync-method.").v(V::MinMax(0, 4 << 20)),
     opt("max-rsync-retries", Int, "10", "Attempts at a batch's data before its files go to the failure ledger.").v(V::MinMax(1, 1000)),
     opt("state-socket-unencoded", Str, "", "Unused.").dead("glusterd requires the key of the reference; gsyncd is not driven by glusterd"),
     opt("session-owner", Str, "", "Unused.").dead(DEAD_SHIM),

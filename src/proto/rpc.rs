@@ -56,6 +56,10 @@ pub enum Call {
     /// The entries of a directory, by its GFID -> [`Answer::Dir`] (for the
     /// reconcile pass after a crawl).
     ListDir(Gfid),
+    /// Whole contents of small regular files, written in place over the
+    /// secondary's `.gfid/<gfid>` (the inline data engine) ->
+    /// [`Answer::Written`], one result per file.
+    WriteFiles(Vec<FileData>),
 }
 
 /// One answer to the worker.
@@ -80,6 +84,20 @@ pub enum Answer {
     VolumeId(crate::gluster::uuid::Uuid),
     /// The directory's entries, or the errno that kept it from being read.
     Dir(Result<Vec<DirEntry>, i32>),
+    /// Per file of [`Call::WriteFiles`]: written, or the errno that kept it
+    /// from being written (the file then goes by the sync method).
+    Written(Vec<Result<(), i32>>),
+}
+
+/// A small regular file of the primary, read whole: its data, and the
+/// owner, mode and times to leave on the secondary's copy (as `rsync -a`
+/// does), with its xattrs of the replicated namespaces when those are synced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileData {
+    pub gfid: Gfid,
+    pub data: Vec<u8>,
+    pub stat: Stat,
+    pub xattrs: Option<Xattrs>,
 }
 
 /// One entry of a secondary directory.
@@ -346,6 +364,7 @@ fn answer_name(a: &Answer) -> &'static str {
         Answer::Lstat(_) => "Lstat",
         Answer::VolumeId(_) => "VolumeId",
         Answer::Dir(_) => "Dir",
+        Answer::Written(_) => "Written",
     }
 }
 
@@ -494,6 +513,15 @@ impl Client {
         }
     }
 
+    pub fn write_files(&self, files: Vec<FileData>) -> Result<Vec<Result<(), i32>>, ClientError> {
+        let n = files.len();
+        match self.call(Call::WriteFiles(files), None)? {
+            Answer::Written(v) if v.len() == n => Ok(v),
+            Answer::Written(_) => Err(ClientError::Unexpected { call: "WriteFiles", found: "a short Written" }),
+            a => Err(ClientError::Unexpected { call: "WriteFiles", found: answer_name(&a) }),
+        }
+    }
+
     pub fn lstat(&self, paths: Vec<Vec<u8>>) -> Result<Vec<Result<StatInfo, i32>>, ClientError> {
         match self.call(Call::Lstat(paths), None)? {
             Answer::Lstat(v) => Ok(v),
@@ -513,6 +541,7 @@ pub fn call_name(c: &Call) -> &'static str {
         Call::Lstat(_) => "Lstat",
         Call::VolumeId => "VolumeId",
         Call::ListDir(_) => "ListDir",
+        Call::WriteFiles(_) => "WriteFiles",
     }
 }
 

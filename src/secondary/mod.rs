@@ -126,6 +126,7 @@ impl Server {
             Call::SetAttr { path, attrs } => ops::set_attr(&path, &attrs).map(|()| Answer::Done),
             Call::Lstat(v) => ops::lstat_all(&v).map(Answer::Lstat),
             Call::ListDir(g) => Ok(Answer::Dir(self.ctx.list_dir(&g))),
+            Call::WriteFiles(v) => Ok(Answer::Written(ops::write_files(&v))),
             Call::VolumeId => self.ctx.topology().id.map(Answer::VolumeId).ok_or_else(|| RemoteError {
                 errno: None,
                 index: None,

@@ -13,9 +13,11 @@ use std::process::{Command, Stdio};
 
 use tracing::{debug, warn};
 
+use super::primary::PrimaryError;
 use super::settings::Settings;
+use crate::fsutil::{fd_path, open_regular};
 use crate::gluster::uuid::Gfid;
-use crate::proto::rpc::{Client, ClientError};
+use crate::proto::rpc::{Client, ClientError, FileData};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
@@ -33,6 +35,159 @@ pub enum DataError {
 
 fn gfid_path(g: &Gfid) -> String {
     format!(".gfid/{g}")
+}
+
+/// What the inline engine did with a batch's files.
+#[derive(Debug, Default)]
+pub struct Inlined {
+    /// Written on the secondary, with the sizes sent.
+    pub done: Vec<(Gfid, u64)>,
+    /// Gone from the primary, or no regular file there: nothing to send.
+    pub gone: Vec<Gfid>,
+    /// For the sync method: larger than `inline-max-size`, unreadable, or
+    /// not written on the secondary.
+    pub rest: Vec<Gfid>,
+}
+
+/// One call of the inline engine carries at most this much data, or this
+/// many files: bounded memory on both sides, and calls small enough that
+/// reading the next overlaps writing the last.
+const INLINE_CALL_BYTES: usize = 1 << 20;
+const INLINE_CALL_FILES: usize = 512;
+
+enum Small {
+    Gone,
+    /// For the sync method.
+    Rest,
+    Read(FileData),
+}
+
+/// Reads a regular file of at most `max` bytes whole, with the stat and
+/// xattrs to replay. The stat is taken before the read: a write during it
+/// leaves newer data with an older mtime, and its own changelog record
+/// sends the file again.
+fn read_small(s: &Settings, g: &Gfid) -> Result<Small, PrimaryError> {
+    let path = gfid_path(g);
+    let gone = |e: &std::io::Error| matches!(e.raw_os_error(), Some(nix::libc::ENOENT | nix::libc::ESTALE));
+    let (f, handle, m) = match open_regular(std::path::Path::new(&path), false) {
+        Ok(Some(x)) => x,
+        Ok(None) => return Ok(Small::Gone),
+        Err(e) if gone(&e) => return Ok(Small::Gone),
+        Err(e) => return Err(PrimaryError { path, source: e }),
+    };
+    if m.size() > s.inline_max {
+        return Ok(Small::Rest);
+    }
+    let mut data = Vec::with_capacity(usize::try_from(m.size()).unwrap_or(0));
+    // A read error is the sync method's to meet and report (and, in the
+    // end, the failure ledger's); a file that grew past the limit is its too.
+    match f.take(s.inline_max + 1).read_to_end(&mut data) {
+        Ok(n) if n as u64 <= s.inline_max => {}
+        _ => return Ok(Small::Rest),
+    }
+    let xattrs = if s.sync_xattrs || s.sync_acls {
+        let p = fd_path(&handle);
+        match super::primary_xattrs(
+            std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str()),
+            &m,
+            s.sync_xattrs,
+            s.sync_acls,
+        ) {
+            Ok(Some(x)) => Some(x),
+            Ok(None) => return Ok(Small::Gone),
+            Err(_) => return Ok(Small::Rest),
+        }
+    } else {
+        None
+    };
+    Ok(Small::Read(FileData { gfid: *g, data, stat: super::stat_of(&m), xattrs }))
+}
+
+/// The inline engine over one share of a batch: reads files, and writes
+/// them on the secondary a call at a time.
+fn inline_share(s: &Settings, client: &Client, gfids: &[Gfid]) -> Result<Inlined, DataError> {
+    let mut out = Inlined::default();
+    let mut call: Vec<FileData> = Vec::new();
+    let mut bytes = 0;
+    let flush = |call: &mut Vec<FileData>, out: &mut Inlined| -> Result<(), DataError> {
+        if call.is_empty() {
+            return Ok(());
+        }
+        let files = std::mem::take(call);
+        let sizes: Vec<(Gfid, u64)> = files.iter().map(|f| (f.gfid, f.data.len() as u64)).collect();
+        for ((g, size), r) in sizes.into_iter().zip(client.write_files(files)?) {
+            match r {
+                Ok(()) => out.done.push((g, size)),
+                Err(errno) => {
+                    debug!(gfid = %g, errno, "not written inline; left to the sync method");
+                    out.rest.push(g);
+                }
+            }
+        }
+        Ok(())
+    };
+    for g in gfids {
+        match read_small(s, g)? {
+            Small::Gone => out.gone.push(*g),
+            Small::Rest => out.rest.push(*g),
+            Small::Read(f) => {
+                bytes += f.data.len();
+                call.push(f);
+                if bytes >= INLINE_CALL_BYTES || call.len() >= INLINE_CALL_FILES {
+                    flush(&mut call, &mut out)?;
+                    bytes = 0;
+                }
+            }
+        }
+    }
+    flush(&mut call, &mut out)?;
+    Ok(out)
+}
+
+/// The inline engine: regular files up to `inline-max-size` go inside the
+/// RPC stream, read whole here and written in place there (no rsync or
+/// tar process, and the fewest file operations on both volumes), in up to
+/// `sync-jobs` shares at once. What it does not send is returned for the
+/// sync method.
+pub fn send_inline(s: &Settings, client: &Client, gfids: &[Gfid]) -> Result<Inlined, DataError> {
+    let r = inline_parallel(s, client, gfids)?;
+    if !r.done.is_empty() {
+        let bytes: u64 = r.done.iter().map(|(_, n)| n).sum();
+        debug!(files = r.done.len(), bytes, rest = r.rest.len(), engine = "inline", "data sent");
+    }
+    Ok(r)
+}
+
+fn inline_parallel(s: &Settings, client: &Client, gfids: &[Gfid]) -> Result<Inlined, DataError> {
+    let jobs = (s.sync_jobs as usize).min(gfids.len() / 16).max(1);
+    if jobs == 1 {
+        return inline_share(s, client, gfids);
+    }
+    let size = gfids.len().div_ceil(jobs);
+    std::thread::scope(|sc| {
+        let handles: Vec<_> = gfids.chunks(size).map(|c| sc.spawn(move || inline_share(s, client, c))).collect();
+        let mut all = Inlined::default();
+        let mut first = None;
+        for h in handles {
+            match h.join() {
+                Ok(Ok(r)) => {
+                    all.done.extend(r.done);
+                    all.gone.extend(r.gone);
+                    all.rest.extend(r.rest);
+                }
+                Ok(Err(e)) => first = first.or(Some(e)),
+                Err(_) => {
+                    first = first.or_else(|| {
+                        Some(DataError::Spawn("an inline data thread".into(), std::io::Error::other("panicked")))
+                    })
+                }
+            }
+        }
+        match first {
+            Some(e) => Err(e),
+            None => Ok(all),
+        }
+    })
 }
 
 /// The rsync argv for a batch.

@@ -473,9 +473,19 @@ impl Replicator<'_> {
     }
 
     fn data_phase(&self, gfids: impl IntoIterator<Item = Gfid>) -> anyhow::Result<()> {
+        let all: Vec<Gfid> = gfids.into_iter().collect();
+        if all.is_empty() {
+            return Ok(());
+        }
+        let (inlined, candidates, mut gone) = if self.s.inline_max > 0 {
+            let r = data::send_inline(self.s, self.client, &all).context("data (inline)")?;
+            (r.done, r.rest, r.gone)
+        } else {
+            (Vec::new(), all, Vec::new())
+        };
         let mut sizes: BTreeMap<Gfid, u64> = BTreeMap::new();
-        let (mut files, mut gone) = (Vec::new(), Vec::new());
-        for g in gfids {
+        let mut files = Vec::new();
+        for g in candidates {
             match primary::lstat(&gfid_path(&g))? {
                 Some(m) if m.is_file() => {
                     sizes.insert(g, m.size());
@@ -488,26 +498,29 @@ impl Replicator<'_> {
         for g in gone {
             self.ledger.borrow_mut().resolved(&g, "DATA", &format!(".gfid/{g}"));
         }
-        if files.is_empty() {
-            return Ok(());
-        }
-        let unsynced = data::sync(self.s, self.client, self.pid, &files).context("data")?;
-        for g in &files {
+        let unsynced = if files.is_empty() {
+            Vec::new()
+        } else {
+            data::sync(self.s, self.client, self.pid, &files).context("data")?
+        };
+        let (n_inline, n_engine) = (inlined.len(), files.len());
+        let sent = inlined.into_iter().chain(files.iter().map(|g| (*g, sizes.get(g).copied().unwrap_or(0))));
+        for (g, size) in sent {
             let path = format!(".gfid/{g}");
-            if unsynced.contains(g) {
+            if unsynced.contains(&g) {
                 warn!(gfid = %g, attempts = self.s.max_rsync_retries, "data did not arrive; recorded in the failure ledger");
                 let why = "size or mtime differs on the secondary after the last attempt".to_owned();
-                self.fail(*g, "DATA", path, None, why, ledger::Kind::Data);
+                self.fail(g, "DATA", path, None, why, ledger::Kind::Data);
             } else {
                 let mut st = self.status.borrow_mut();
                 st.files_synced += 1;
-                st.bytes_synced += sizes.get(g).copied().unwrap_or(0);
-                if self.ledger.borrow_mut().resolved(g, "DATA", &path) {
+                st.bytes_synced += size;
+                if self.ledger.borrow_mut().resolved(&g, "DATA", &path) {
                     info!(gfid = %g, "a failure ledger item is synced now");
                 }
             }
         }
-        debug!(files = files.len(), unsynced = unsynced.len(), "data phase");
+        debug!(inline = n_inline, engine = n_engine, unsynced = unsynced.len(), "data phase");
         Ok(())
     }
 

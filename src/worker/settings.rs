@@ -38,6 +38,9 @@ pub struct Settings {
     pub sync_xattrs: bool,
     pub sync_acls: bool,
     pub max_rsync_retries: u32,
+    /// `inline-max-size`: regular files up to this size go inside the RPC
+    /// stream (0: none do).
+    pub inline_max: u64,
     pub ignore_deletes: bool,
     pub access_mount: bool,
     pub gluster_command_dir: PathBuf,
@@ -118,6 +121,7 @@ impl Settings {
             sync_xattrs: flag("sync-xattrs"),
             sync_acls: flag("sync-acls"),
             max_rsync_retries: u32::try_from(int("max-rsync-retries")).unwrap_or(10).max(1),
+            inline_max: u64::try_from(int("inline-max-size")).unwrap_or(0),
             ignore_deletes: flag("ignore-deletes"),
             access_mount: flag("access-mount"),
             gluster_command_dir: PathBuf::from(s("gluster-command-dir")),

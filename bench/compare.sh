@@ -49,10 +49,11 @@ done
 
 echo "== building gsyncd (release)" >&2
 cargo build --release --locked --quiet --bin gsyncd
-gsyncd=$(realpath "${CARGO_TARGET_DIR:-target}/release/gsyncd")
-
 tmp=$(mktemp -d /var/tmp/gsyb-rsync.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
+# A copy: a rebuild during the run must not change the binary under test.
+gsyncd=$tmp/gsyncd
+cp "${CARGO_TARGET_DIR:-target}/release/gsyncd" "$gsyncd"
 extra=()
 if [ "$ref_rsync" = rsync-3.2 ]; then
     # The reference cannot sync file data with rsync >= 3.4 (it no longer

@@ -105,6 +105,7 @@ fn exit_for(err: &anyhow::Error) -> Exit {
 }
 
 fn main() -> ExitCode {
+    gsyncd::sys::tune_malloc();
     // `gsyncd --version` alone (as the ssh gate admits it) also tells the
     // versions of the tools, the clock and whether ssh forced the command,
     // for `gsyncd doctor` on the other side; `-V` prints the first line only.

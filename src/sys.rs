@@ -10,6 +10,24 @@ use std::process::{Child, Command};
 
 use nix::libc;
 
+/// Keeps a long-running process's heap small: one malloc arena for all
+/// threads (the default is one per thread and core, each holding on to
+/// what its thread freed), and buffers of 256 KiB or more mapped and
+/// unmapped on their own (glibc otherwise raises that threshold after the
+/// first such free and keeps later ones in the heap). A process's peak RSS
+/// is then close to what it holds at once. Call before any thread starts.
+pub fn tune_malloc() {
+    // SAFETY: mallopt only changes glibc's allocator parameters; it is
+    // called at start-up before any other thread exists, so no allocation
+    // runs concurrently with it. Its result (1 or 0) only tells whether
+    // the value was accepted, and an ignored value leaves the defaults.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 10);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 512 << 10);
+    }
+}
+
 /// Takes ownership of a file descriptor this process inherited at a known
 /// number (the ctl socket at 3, the changelog socket at 4). Fails if the fd
 /// is not open, and refuses 0-2.

@@ -759,12 +759,13 @@ pub fn meta_ops(ops: &[MetaOp]) -> Result<Vec<MetaFailure>, RemoteError> {
 }
 
 /// Makes `p`'s xattrs of the namespaces `want` covers equal to its values.
+/// `p` is no symlink (or a `/proc/self/fd/<n>` name): it is followed.
 fn sync_xattrs(p: &Path, want: &Xattrs) -> Result<(), Errno> {
     let errno = |e: io::Error| errno_of(&e);
-    for name in xattr::list(p).map_err(errno)? {
+    for name in xattr::list_deref(p).map_err(errno)? {
         let n = name.as_bytes();
         if replicated_xattr(n, want.user, want.acls) && !want.values.iter().any(|(w, _)| w == n) {
-            match xattr::remove(p, &name) {
+            match xattr::remove_deref(p, &name) {
                 Err(e) if errno_of(&e) != ENODATA => return Err(errno_of(&e)),
                 _ => {}
             }
@@ -772,8 +773,8 @@ fn sync_xattrs(p: &Path, want: &Xattrs) -> Result<(), Errno> {
     }
     for (n, v) in want.values.iter().filter(|(n, _)| replicated_xattr(n, want.user, want.acls)) {
         let name = std::ffi::OsStr::from_bytes(n);
-        if xattr::get(p, name).ok().flatten().as_deref() != Some(v.as_slice()) {
-            xattr::set(p, name, v).map_err(errno)?;
+        if xattr::get_deref(p, name).ok().flatten().as_deref() != Some(v.as_slice()) {
+            xattr::set_deref(p, name, v).map_err(errno)?;
         }
     }
     Ok(())
@@ -927,6 +928,20 @@ mod tests {
         assert!(meta_ops(&[m]).is_err());
         assert!(lstat_all(&[b"/etc".to_vec()]).is_err());
         assert!(set_attr(b"../x", &SetAttrs::default()).is_err());
+    }
+
+    #[test]
+    fn xattrs_are_synced_through_a_descriptor_name() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("f");
+        fs::write(&f, b"x").unwrap();
+        xattr::set(&f, "user.extra", b"gone").unwrap();
+        let (_, handle, _) = crate::fsutil::open_regular(&f, true).unwrap().unwrap();
+        let want = Xattrs { user: true, acls: false, values: vec![(b"user.new".to_vec(), b"v".to_vec())] };
+        sync_xattrs(&crate::fsutil::fd_path(&handle), &want).unwrap();
+        let names: Vec<_> = xattr::list(&f).unwrap().collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("user.new")]);
+        assert_eq!(xattr::get(&f, "user.new").unwrap().as_deref(), Some(&b"v"[..]));
     }
 
     #[test]

@@ -52,8 +52,8 @@ pub struct Inlined {
 /// One call of the inline engine carries at most this much data, or this
 /// many files: bounded memory on both sides, and calls small enough that
 /// reading the next overlaps writing the last.
-const INLINE_CALL_BYTES: usize = 1 << 20;
-const INLINE_CALL_FILES: usize = 512;
+const INLINE_CALL_BYTES: usize = 512 << 10;
+const INLINE_CALL_FILES: usize = 256;
 
 enum Small {
     Gone,
@@ -159,34 +159,44 @@ pub fn send_inline(s: &Settings, client: &Client, gfids: &[Gfid]) -> Result<Inli
 }
 
 fn inline_parallel(s: &Settings, client: &Client, gfids: &[Gfid]) -> Result<Inlined, DataError> {
+    let mut all = Inlined::default();
+    for r in in_shares(s, gfids, |share| inline_share(s, client, share))? {
+        all.done.extend(r.done);
+        all.gone.extend(r.gone);
+        all.rest.extend(r.rest);
+    }
+    Ok(all)
+}
+
+/// Runs `f` over up to `sync-jobs` shares of `gfids` at once (fewer than
+/// 16 files a share is not worth another thread or process); the results
+/// in share order, or the first error.
+fn in_shares<T: Send>(
+    s: &Settings,
+    gfids: &[Gfid],
+    f: impl Fn(&[Gfid]) -> Result<T, DataError> + Sync,
+) -> Result<Vec<T>, DataError> {
     let jobs = (s.sync_jobs as usize).min(gfids.len() / 16).max(1);
     if jobs == 1 {
-        return inline_share(s, client, gfids);
+        return f(gfids).map(|r| vec![r]);
     }
     let size = gfids.len().div_ceil(jobs);
+    let f = &f;
     std::thread::scope(|sc| {
-        let handles: Vec<_> = gfids.chunks(size).map(|c| sc.spawn(move || inline_share(s, client, c))).collect();
-        let mut all = Inlined::default();
+        let handles: Vec<_> = gfids.chunks(size).map(|c| sc.spawn(move || f(c))).collect();
+        let mut out = Vec::with_capacity(handles.len());
         let mut first = None;
         for h in handles {
             match h.join() {
-                Ok(Ok(r)) => {
-                    all.done.extend(r.done);
-                    all.gone.extend(r.gone);
-                    all.rest.extend(r.rest);
-                }
+                Ok(Ok(r)) => out.push(r),
                 Ok(Err(e)) => first = first.or(Some(e)),
                 Err(_) => {
-                    first = first.or_else(|| {
-                        Some(DataError::Spawn("an inline data thread".into(), std::io::Error::other("panicked")))
-                    })
+                    first = first
+                        .or_else(|| Some(DataError::Spawn("a data thread".into(), std::io::Error::other("panicked"))))
                 }
             }
         }
-        match first {
-            Some(e) => Err(e),
-            None => Ok(all),
-        }
+        first.map_or(Ok(out), Err)
     })
 }
 
@@ -274,28 +284,7 @@ pub fn tar_argv(s: &Settings, pid: u32) -> (Vec<String>, Vec<String>) {
 /// Sends `gfids` once, split over up to `sync-jobs` transfers that run at
 /// the same time (sharing the ssh control connection).
 fn send_parallel(s: &Settings, pid: u32, gfids: &[Gfid]) -> Result<(), DataError> {
-    let send = |chunk: &[Gfid]| if s.tarssh { tar_once(s, pid, chunk) } else { run_once(s, pid, chunk) };
-    // Fewer than 16 files a job is not worth another process.
-    let jobs = (s.sync_jobs as usize).min(gfids.len() / 16).max(1);
-    if jobs == 1 {
-        return send(gfids).map(|_| ());
-    }
-    let size = gfids.len().div_ceil(jobs);
-    std::thread::scope(|sc| {
-        let handles: Vec<_> = gfids.chunks(size).map(|c| sc.spawn(move || send(c))).collect();
-        let mut first = Ok(());
-        for h in handles {
-            let r = h.join().unwrap_or_else(|_| {
-                Err(DataError::Spawn("a data transfer thread".into(), std::io::Error::other("panicked")))
-            });
-            if first.is_ok()
-                && let Err(e) = r
-            {
-                first = Err(e);
-            }
-        }
-        first
-    })
+    in_shares(s, gfids, |share| if s.tarssh { tar_once(s, pid, share) } else { run_once(s, pid, share) }).map(|_| ())
 }
 
 /// Runs `tar -c | ssh tar -x` once over `gfids`. `Ok(false)`: some files

@@ -113,9 +113,9 @@ fn primary_stat(g: &Gfid) -> primary::Res<Option<Stat>> {
 }
 
 /// The primary's xattrs of the replicated namespaces (none for a symlink,
-/// which cannot carry them).
-/// The primary's xattrs of the replicated namespaces (none for a symlink,
-/// which cannot carry them); `None` when the inode is gone.
+/// which cannot carry them); `None` when the inode is gone. `go` may be a
+/// `/proc/self/fd/<n>` name (followed, as every other path here: `m`
+/// says it is no symlink).
 fn primary_xattrs(go: &[u8], m: &std::fs::Metadata, user: bool, acls: bool) -> primary::Res<Option<Xattrs>> {
     if m.file_type().is_symlink() {
         return Ok(Some(Xattrs { user, acls, values: Vec::new() }));
@@ -123,14 +123,14 @@ fn primary_xattrs(go: &[u8], m: &std::fs::Metadata, user: bool, acls: bool) -> p
     let p = os(go);
     let fail = |e: std::io::Error| primary::PrimaryError { path: go.escape_ascii().to_string(), source: e };
     let gone = |e: &std::io::Error| matches!(e.raw_os_error(), Some(nix::libc::ENOENT | nix::libc::ESTALE));
-    let names = match xattr::list(p) {
+    let names = match xattr::list_deref(p) {
         Ok(n) => n,
         Err(e) if gone(&e) => return Ok(None),
         Err(e) => return Err(fail(e)),
     };
     let mut values = Vec::new();
     for n in names.filter(|n| replicated_xattr(n.as_bytes(), user, acls)) {
-        match xattr::get(p, &n) {
+        match xattr::get_deref(p, &n) {
             Ok(Some(v)) => values.push((n.as_bytes().to_vec(), v)),
             Ok(None) => {}
             Err(e) if gone(&e) => return Ok(None),
@@ -1075,4 +1075,21 @@ fn serve(config_dir: &Path, args: &WorkerArgs, s: &Settings, link: &Link) -> any
         warn!("cannot remove the primary mount: {e}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xattrs_are_read_through_a_descriptor_name() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("f");
+        std::fs::write(&f, b"x").unwrap();
+        xattr::set(&f, "user.kept", b"v").unwrap();
+        let (_, handle, m) = crate::fsutil::open_regular(&f, false).unwrap().unwrap();
+        let p = crate::fsutil::fd_path(&handle);
+        let x = primary_xattrs(p.as_os_str().as_bytes(), &m, true, false).unwrap().unwrap();
+        assert_eq!(x.values, vec![(b"user.kept".to_vec(), b"v".to_vec())]);
+    }
 }

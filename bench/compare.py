@@ -111,7 +111,8 @@ CLEANUP = Cleanup()
 # ---------------------------------------------------------------- /proc
 
 def read_stat(pid):
-    """(ppid, comm, cpu seconds, starttime ticks) or None."""
+    """(ppid, comm, cpu seconds, starttime ticks, user-space cpu seconds)
+    or None."""
     try:
         with open("/proc/%d/stat" % pid) as f:
             s = f.read()
@@ -120,7 +121,7 @@ def read_stat(pid):
     i = s.rfind(")")
     comm = s[s.find("(") + 1:i]
     fs = s[i + 2:].split()
-    return int(fs[1]), comm, (int(fs[11]) + int(fs[12])) / TICK, int(fs[19])
+    return int(fs[1]), comm, (int(fs[11]) + int(fs[12])) / TICK, int(fs[19]), int(fs[11]) / TICK
 
 
 def cmdline(pid):
@@ -604,6 +605,12 @@ class GsyDaemon(Daemon):
 
     def delete(self):
         self.stop()
+        # Kept with the results, for reading what a run did.
+        try:
+            shutil.copyfile(os.path.join(self.dir, "supervise.log"),
+                            os.path.join(self.bench.args.out, "gsyncd-%s.log" % self.shape))
+        except OSError:
+            pass
         for d in (os.path.join(GLUSTER_LOG, "geo-replication-secondaries",
                                "%s_127.0.0.1_%s" % (self.pvol.name, self.svol.name)),):
             shutil.rmtree(d, ignore_errors=True)
@@ -656,11 +663,12 @@ class Meter:
                     except OSError:
                         pass
                 if e is None:
-                    e = self.procs[k] = {"base": st[2] if first else 0.0, "hwm": 0}
+                    e = self.procs[k] = {"base": st[2] if first else 0.0, "ubase": st[4] if first else 0.0, "hwm": 0}
                 e.update(cls=cls, name=st[1], role=role(a))
                 if cls != "own":
                     e["hwm"] = e["pss"] = 0
             e["last"] = st[2]
+            e["ulast"] = st[4]
             if e["cls"] == "own":
                 e["hwm"] = max(e["hwm"], vm_hwm_kib(pid))
                 e["pss"] = max(e.get("pss", 0), pss_kib(pid))
@@ -695,12 +703,16 @@ class Meter:
             self._sample()
             total = self.d.cg.usage() - self.cg0
         sums = {"own": 0.0, "aux": 0.0, "child": 0.0}
+        own_user = 0.0
         for e in self.procs.values():
             sums[e["cls"]] += max(0.0, e["last"] - e["base"])
+            if e["cls"] == "own":
+                own_user += max(0.0, e["ulast"] - e["ubase"])
         bricks = {side: sum(max(0.0, e["last"] - e["base"]) for e in self.bricks.values() if e["side"] == side)
                   for side in "ps"}
         return {
             "cpu_own": sums["own"],
+            "cpu_own_user": own_user,
             "cpu_children": max(0.0, total - sums["own"] - sums["aux"]),
             "cpu_aux": sums["aux"],
             "cpu_bricks": bricks["p"] + bricks["s"],
@@ -1281,6 +1293,7 @@ FIGS = [
     ("latency_s", "write-to-visible latency, s", 1),
     ("floor_s", "plain rsync -a of the same files, s", 1),
     ("cpu_own", "CPU daemon processes, s", 1),
+    ("cpu_own_user", "CPU daemon processes, of it in user space, s", 1),
     ("cpu_children", "CPU children (ssh/sshd/rsync/tar), s", 1),
     ("cpu_aux", "CPU GlusterFS aux mounts, s", 1),
     ("cpu_sbricks", "CPU GlusterFS secondary bricks, s", 1),

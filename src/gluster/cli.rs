@@ -40,6 +40,56 @@ pub fn local_node_uuid(glusterd_workdir: &Path) -> Result<Uuid, GlusterCliError>
         .ok_or(GlusterCliError::NoUuidLine(path))
 }
 
+/// Tells when `gluster volume info` may answer differently than it last
+/// did. glusterd rewrites `<glusterd-workdir>/vols/<volume>/info` on every
+/// change of the volume (bricks, options, start and stop), on every node,
+/// and a stat of it is cheap, where each `gluster` call costs about a
+/// tenth of a CPU second (the CLI runs the reference's `gsyncd --version`
+/// at every start) and glusterd's attention. A file that cannot be read,
+/// and every `every` regardless, say "ask".
+#[derive(Debug)]
+pub struct InfoWatch {
+    file: PathBuf,
+    every: std::time::Duration,
+    seen: Option<FileSig>,
+    pending: Option<FileSig>,
+    asked: Option<std::time::Instant>,
+}
+
+type FileSig = (i64, i64, u64, u64);
+
+impl InfoWatch {
+    pub fn new(glusterd_workdir: &Path, volume: &str, every: std::time::Duration) -> InfoWatch {
+        InfoWatch {
+            file: glusterd_workdir.join("vols").join(volume).join("info"),
+            every,
+            seen: None,
+            pending: None,
+            asked: None,
+        }
+    }
+
+    fn sig(&self) -> Option<FileSig> {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(&self.file).ok().map(|m| (m.mtime(), m.mtime_nsec(), m.size(), m.ino()))
+    }
+
+    /// Whether to ask glusterd now. The file's state is taken before the
+    /// question, so a change while it is asked is seen next time.
+    pub fn due(&mut self) -> bool {
+        let sig = self.sig();
+        let due = sig.is_none() || sig != self.seen || self.asked.is_none_or(|t| t.elapsed() >= self.every);
+        self.pending = sig;
+        due
+    }
+
+    /// glusterd answered the question [`InfoWatch::due`] allowed.
+    pub fn answered(&mut self) {
+        self.seen = self.pending;
+        self.asked = Some(std::time::Instant::now());
+    }
+}
+
 /// Runs `<bin> <cli options> --mode=script --xml volume <what> <volume>`
 /// and returns its XML (a failure that still printed XML is left to the
 /// parser, which reports glusterd's own error).
@@ -66,4 +116,33 @@ pub fn volume_info(bin: &Path, cli_options: &[&str], volume: &str) -> Result<Vol
 /// `<bin> <cli options> --mode=script --xml volume status <volume>`.
 pub fn volume_status(bin: &Path, cli_options: &[&str], volume: &str) -> Result<Vec<BrickStatus>, GlusterCliError> {
     Ok(volinfo::parse_status(&volume_xml(bin, cli_options, "status", volume)?)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn info_watch_asks_when_the_volume_file_changes() {
+        let d = tempfile::tempdir().unwrap();
+        let mut w = InfoWatch::new(d.path(), "v", std::time::Duration::from_secs(3600));
+        assert!(w.due(), "no file: ask");
+        w.answered();
+        assert!(w.due(), "still no file: ask");
+        std::fs::create_dir_all(d.path().join("vols/v")).unwrap();
+        std::fs::write(d.path().join("vols/v/info"), "type=0\n").unwrap();
+        assert!(w.due(), "a new file");
+        w.answered();
+        assert!(!w.due(), "unchanged since the answer");
+        std::fs::write(d.path().join("vols/v/info"), "type=2\ncount=4\n").unwrap();
+        assert!(w.due(), "rewritten");
+        // Not answered (glusterd failed): still due.
+        assert!(w.due());
+        w.answered();
+        assert!(!w.due());
+        let mut every = InfoWatch::new(d.path(), "v", std::time::Duration::ZERO);
+        assert!(every.due());
+        every.answered();
+        assert!(every.due(), "asked anyway once `every` has passed");
+    }
 }

@@ -27,6 +27,9 @@ use crate::proto::ctl::{Link, Plan, PlannedBrick, ToChild, ToSupervisor};
 
 /// How often the topology is read again without being asked.
 pub const REPLAN_EVERY: Duration = Duration::from_secs(30);
+/// The topology is asked of glusterd this often even when its volume file
+/// did not change.
+const ASK_ANYWAY: Duration = Duration::from_secs(300);
 
 #[derive(Debug, thiserror::Error)]
 pub enum MonitorError {
@@ -139,14 +142,25 @@ pub fn run(config_dir: &Path, args: &MonitorArgs) -> anyhow::Result<()> {
     let mut endpoint = start_metrics(&cfg, config_dir, &live, None);
     let mut current = plan;
     let mut next_plan = std::time::Instant::now() + REPLAN_EVERY;
+    let watch_for = |cfg: &Config| {
+        let mut w = cli::InfoWatch::new(Path::new(&opt(cfg, "glusterd-workdir")), &opt(cfg, "primary"), ASK_ANYWAY);
+        // The plan just made answered it.
+        let _ = w.due();
+        w.answered();
+        w
+    };
+    let mut watch = watch_for(&cfg);
     loop {
+        let mut forced = false;
         match rx.recv_timeout(next_plan.saturating_duration_since(std::time::Instant::now())) {
             Ok(Some(ToChild::Replan)) => {
                 if let Ok(c) = Config::load(config_dir, &args.session) {
                     cfg = c;
                     files = StatusFiles::new(&cfg, std::sync::Arc::clone(&live));
                     endpoint = start_metrics(&cfg, config_dir, &live, endpoint);
+                    watch = watch_for(&cfg);
                 }
+                forced = true;
             }
             Ok(Some(ToChild::BrickStatus { brick, status })) => {
                 files.brick(&brick, *status);
@@ -159,7 +173,16 @@ pub fn run(config_dir: &Path, args: &MonitorArgs) -> anyhow::Result<()> {
             }
         }
         next_plan = std::time::Instant::now() + REPLAN_EVERY;
-        match make_plan(&cfg) {
+        // Only when glusterd's record of the volume changed (or asked to):
+        // each `gluster` call costs a tenth of a CPU second.
+        if !watch.due() && !forced {
+            continue;
+        }
+        let plan = make_plan(&cfg);
+        if plan.is_ok() {
+            watch.answered();
+        }
+        match plan {
             Ok(p) if p != current => {
                 info!(bricks = p.bricks.len(), "topology changed; new plan");
                 link.send(&ToSupervisor::Plan(p.clone()))?;

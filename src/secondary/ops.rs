@@ -709,16 +709,25 @@ pub fn meta_ops(ops: &[MetaOp]) -> Result<Vec<MetaFailure>, RemoteError> {
         let p = os(&m.go);
         let st = &m.stat;
         let what = || format!("meta {i} ({})", show(&m.go));
-        let r = wrap("lchown", &m.go, &[ENOENT], &[ESTALE, EINVAL], || {
-            io(std::os::unix::fs::lchown(p, Some(st.uid), Some(st.gid)))
-        })
-        .map_err(|e| e.remote(Some(i as u32), &what()))?;
-        if r.is_err() {
+        // What is already right is left alone: one lstat saves a round trip
+        // through the mount for each of owner, mode and times that match.
+        let Some(cur) = lstat(&m.go).map_err(|e| e.remote(Some(i as u32), &what()))? else {
             continue;
+        };
+        let chown = (cur.uid(), cur.gid()) != (st.uid, st.gid);
+        if chown {
+            let r = wrap("lchown", &m.go, &[ENOENT], &[ESTALE, EINVAL], || {
+                io(std::os::unix::fs::lchown(p, Some(st.uid), Some(st.gid)))
+            })
+            .map_err(|e| e.remote(Some(i as u32), &what()))?;
+            if r.is_err() {
+                continue;
+            }
         }
-        let is_link = fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink());
+        let is_link = cur.file_type().is_symlink();
         let ok = [ENOENT, Errno::EACCES, Errno::EPERM];
-        if !is_link {
+        // chown may clear set-id bits: the mode is set again after it.
+        if !is_link && (chown || cur.mode() & 0o7777 != st.mode & 0o7777) {
             let mode = Mode::from_bits_truncate(st.mode & 0o7777);
             let r = wrap("chmod", &m.go, &ok, &[ESTALE, EINVAL], || {
                 fchmodat(nix::fcntl::AT_FDCWD, p, mode, FchmodatFlags::FollowSymlink)
@@ -735,10 +744,17 @@ pub fn meta_ops(ops: &[MetaOp]) -> Result<Vec<MetaFailure>, RemoteError> {
         }
         let flag = if is_link { UtimensatFlags::NoFollowSymlink } else { UtimensatFlags::FollowSymlink };
         let ok_times: &[Errno] = if is_link { &[ENOENT, Errno::EACCES, Errno::EPERM, EOPNOTSUPP] } else { &ok };
-        let r = wrap("utime", &m.go, ok_times, &[ESTALE, EINVAL], || {
-            utimensat(nix::fcntl::AT_FDCWD, p, &timespec(st.atime), &timespec(st.mtime), flag)
-        })
-        .map_err(|e| e.remote(Some(i as u32), &what()))?;
+        let same = |t: Time, sec: i64, nsec: i64| t.sec == sec && i64::from(t.nsec) == nsec;
+        let times_right =
+            same(st.atime, cur.atime(), cur.atime_nsec()) && same(st.mtime, cur.mtime(), cur.mtime_nsec());
+        let r = if times_right {
+            Ok(())
+        } else {
+            wrap("utime", &m.go, ok_times, &[ESTALE, EINVAL], || {
+                utimensat(nix::fcntl::AT_FDCWD, p, &timespec(st.atime), &timespec(st.mtime), flag)
+            })
+            .map_err(|e| e.remote(Some(i as u32), &what()))?
+        };
         match r {
             Err(EOPNOTSUPP) => {}
             Err(errno) => failures.push(MetaFailure {
@@ -783,7 +799,7 @@ fn sync_xattrs(p: &Path, want: &Xattrs) -> Result<(), Errno> {
 /// `write_files` (the inline data engine): each file's data written over
 /// its `.gfid/<gfid>` in place, then what `rsync -a --inplace` would leave:
 /// the size cut to the data, owner and mode where they differ, the times,
-/// and the xattrs when given. The file must exist as a regular file (its
+/// and the xattrs when the primary has some. The file must exist as a regular file (its
 /// entry op made it); any failure is that file's errno, for the worker to
 /// send it by the sync method instead.
 pub fn write_files(files: &[FileData]) -> Vec<Result<(), i32>> {
@@ -817,7 +833,10 @@ fn write_one(f: &FileData) -> Result<(), Errno> {
         nix::sys::stat::fchmod(file.as_fd(), Mode::from_bits_truncate(st.mode & 0o7777))?;
     }
     nix::sys::stat::futimens(file.as_fd(), &timespec(st.atime), &timespec(st.mtime))?;
-    if let Some(want) = &f.xattrs {
+    // Only to set what the primary has: taking away what it no longer has
+    // is the metadata replay's (each removal is a REMOVEXATTR record), so a
+    // file without xattrs costs no listing here.
+    if let Some(want) = f.xattrs.as_ref().filter(|w| !w.values.is_empty()) {
         sync_xattrs(&crate::fsutil::fd_path(&handle), want)?;
     }
     Ok(())

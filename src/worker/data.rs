@@ -160,7 +160,7 @@ pub fn send_inline(s: &Settings, client: &Client, gfids: &[Gfid]) -> Result<Inli
 
 fn inline_parallel(s: &Settings, client: &Client, gfids: &[Gfid]) -> Result<Inlined, DataError> {
     let mut all = Inlined::default();
-    for r in in_shares(s, gfids, |share| inline_share(s, client, share))? {
+    for r in in_shares(s, gfids, 16, |share| inline_share(s, client, share))? {
         all.done.extend(r.done);
         all.gone.extend(r.gone);
         all.rest.extend(r.rest);
@@ -168,15 +168,16 @@ fn inline_parallel(s: &Settings, client: &Client, gfids: &[Gfid]) -> Result<Inli
     Ok(all)
 }
 
-/// Runs `f` over up to `sync-jobs` shares of `gfids` at once (fewer than
-/// 16 files a share is not worth another thread or process); the results
-/// in share order, or the first error.
+/// Runs `f` over up to `sync-jobs` shares of `gfids` at once, with at
+/// least `min_share` files a share; the results in share order, or the
+/// first error.
 fn in_shares<T: Send>(
     s: &Settings,
     gfids: &[Gfid],
+    min_share: usize,
     f: impl Fn(&[Gfid]) -> Result<T, DataError> + Sync,
 ) -> Result<Vec<T>, DataError> {
-    let jobs = (s.sync_jobs as usize).min(gfids.len() / 16).max(1);
+    let jobs = (s.sync_jobs as usize).min(gfids.len() / min_share.max(1)).max(1);
     if jobs == 1 {
         return f(gfids).map(|r| vec![r]);
     }
@@ -284,7 +285,12 @@ pub fn tar_argv(s: &Settings, pid: u32) -> (Vec<String>, Vec<String>) {
 /// Sends `gfids` once, split over up to `sync-jobs` transfers that run at
 /// the same time (sharing the ssh control connection).
 fn send_parallel(s: &Settings, pid: u32, gfids: &[Gfid]) -> Result<(), DataError> {
-    in_shares(s, gfids, |share| if s.tarssh { tar_once(s, pid, share) } else { run_once(s, pid, share) }).map(|_| ())
+    // Fewer than 16 small files a job are not worth another process; with
+    // the inline engine on, what is left for rsync or tar is large (or
+    // failed inline), and each file is worth a job of its own.
+    let min_share = if s.inline_max > 0 { 1 } else { 16 };
+    in_shares(s, gfids, min_share, |share| if s.tarssh { tar_once(s, pid, share) } else { run_once(s, pid, share) })
+        .map(|_| ())
 }
 
 /// Runs `tar -c | ssh tar -x` once over `gfids`. `Ok(false)`: some files

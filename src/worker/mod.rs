@@ -79,6 +79,11 @@ use settings::Settings;
 
 /// How often a Passive worker asks glusterd whether to take over (at least).
 const PASSIVE_CHECK: std::time::Duration = std::time::Duration::from_secs(10);
+/// The layout is asked of glusterd this often even when its volume file
+/// did not change.
+const LAYOUT_ASK_ANYWAY: std::time::Duration = std::time::Duration::from_secs(300);
+/// How often a brick alone in its replica set asks whether it is online.
+const ALONE_STATUS_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
@@ -575,6 +580,7 @@ impl Replicator<'_> {
         self.since.set(self.stime().unwrap_or(0));
         let mut w = Work::default();
         let mut missing = false;
+        let t = std::time::Instant::now();
         for c in changelogs {
             if c.missing {
                 error!(ts = c.ts, path = %String::from_utf8_lossy(&c.path),
@@ -587,6 +593,7 @@ impl Replicator<'_> {
             }
             w.add(&c.records, self.s)?;
         }
+        let prepare_ms = t.elapsed().as_millis();
         // The ledger's items are tried again first: entry ops that the
         // primary still says, in their order; superseded ones are dropped.
         for (r, n) in self.ledger.borrow_mut().apply_requests() {
@@ -630,11 +637,17 @@ impl Replicator<'_> {
             st.backlog_bytes = last.backlog_bytes;
         }
         self.in_flight(entries, metas, datas);
+        let t = std::time::Instant::now();
         self.entry_phase(w.entries)?;
+        let entry_ms = t.elapsed().as_millis();
         self.in_flight(0, metas, datas);
+        let t = std::time::Instant::now();
         self.meta_phase(w.metas)?;
+        let meta_ms = t.elapsed().as_millis();
         self.in_flight(0, 0, datas);
+        let t = std::time::Instant::now();
         self.data_phase(w.datas)?;
+        let data_ms = t.elapsed().as_millis();
         if missing {
             let before = self.status.borrow().crawl_status.clone();
             self.crawl(self.since.get())?;
@@ -649,7 +662,18 @@ impl Replicator<'_> {
         if let Some(last) = changelogs.last() {
             self.set_stime(last.ts.saturating_sub(1))?;
             if entries + metas + datas > 0 {
-                info!(changelogs = changelogs.len(), entries, metas, datas, stime = last.ts - 1, "batch synced");
+                info!(
+                    changelogs = changelogs.len(),
+                    entries,
+                    metas,
+                    datas,
+                    prepare_ms,
+                    entry_ms,
+                    meta_ms,
+                    data_ms,
+                    stime = last.ts - 1,
+                    "batch synced"
+                );
             } else {
                 debug!(changelogs = changelogs.len(), stime = last.ts - 1, "empty changelogs");
             }
@@ -858,6 +882,14 @@ fn serve(config_dir: &Path, args: &WorkerArgs, s: &Settings, link: &Link) -> any
     // keeps the role the worker had: flapping to Active would let two
     // workers sync one set.
     let last_role: Cell<Option<bool>> = Cell::new(None);
+    // `gluster volume info` only when glusterd's record of the volume
+    // changed; `volume status` every check for a replica set of several
+    // bricks (failover), rarely for a brick alone in its set (no one to
+    // fail over to). Each `gluster` call costs a tenth of a CPU second.
+    let info_watch = RefCell::new(gcli::InfoWatch::new(&s.glusterd_workdir, &s.primary, LAYOUT_ASK_ANYWAY));
+    let alone = meta.borrow().is_none()
+        && subvol.is_some_and(|n| (0..pvol.bricks.len()).filter(|&j| pvol.subvolume_of(j) == n).count() == 1);
+    let status_asked: Cell<Option<std::time::Instant>> = Cell::new(None);
     let active = || -> anyhow::Result<bool> {
         let Some(i) = index else {
             warn!("this brick is not in the primary volume's brick list as this node; syncing it (Active)");
@@ -870,23 +902,33 @@ fn serve(config_dir: &Path, args: &WorkerArgs, s: &Settings, link: &Link) -> any
         };
         // A layout changed by add-brick or replace-brick makes the brick
         // list this worker started with wrong: start again with the new one.
-        match gcli::volume_info(&gluster, &cli, &s.primary) {
-            Ok(v) => {
-                let layout = |v: &crate::gluster::volinfo::Volume| -> Vec<(Uuid, Vec<u8>, usize)> {
-                    (0..v.bricks.len())
-                        .map(|j| (v.bricks[j].host_uuid, v.bricks[j].path.clone(), v.subvolume_of(j)))
-                        .collect()
-                };
-                if layout(&v) != layout(&pvol) {
-                    anyhow::bail!("the primary volume's bricks changed; the worker restarts with the new layout");
+        if info_watch.borrow_mut().due() {
+            match gcli::volume_info(&gluster, &cli, &s.primary) {
+                Ok(v) => {
+                    let layout = |v: &crate::gluster::volinfo::Volume| -> Vec<(Uuid, Vec<u8>, usize)> {
+                        (0..v.bricks.len())
+                            .map(|j| (v.bricks[j].host_uuid, v.bricks[j].path.clone(), v.subvolume_of(j)))
+                            .collect()
+                    };
+                    if layout(&v) != layout(&pvol) {
+                        anyhow::bail!("the primary volume's bricks changed; the worker restarts with the new layout");
+                    }
+                    info_watch.borrow_mut().answered();
                 }
+                Err(e) => return keep("layout", &e),
             }
-            Err(e) => return keep("layout", &e),
+        }
+        if alone
+            && let (Some(t), Some(role)) = (status_asked.get(), last_role.get())
+            && t.elapsed() < ALONE_STATUS_EVERY
+        {
+            return Ok(role);
         }
         let status = match gcli::volume_status(&gluster, &cli, &s.primary) {
             Ok(st) => st,
             Err(e) => return keep("status", &e),
         };
+        status_asked.set(Some(std::time::Instant::now()));
         let mut meta = meta.borrow_mut();
         let role = match meta.as_mut() {
             None => pvol.is_active(i, &status),

@@ -862,11 +862,21 @@ class Bench:
             for d in daemons:
                 for v in (d.pvol, d.svol):
                     gl("volume", "profile", v.name, "start")
+        ready = []
         for d in daemons:
-            wait_until("%s session to be Active in Changelog Crawl" % d.label, 300, d.ready, interval=2)
-            self.canary(d)
+            try:
+                wait_until("%s session to be Active in Changelog Crawl" % d.label, 300, d.ready, interval=2)
+                self.canary(d)
+            except RuntimeError as e:
+                # The other daemon's figures on this shape are still worth
+                # having; the table shows '-' for this one and the notes why.
+                log("shape %s: %s left out: %s" % (shape, d.label, e))
+                self.notes.append("%s, shape %s: left out of every workload: %s" % (d.label, shape, e))
+                d.stop()
+                continue
+            ready.append(d)
             log("shape %s: %s session ready" % (shape, d.label))
-        return daemons, floor
+        return ready, floor
 
     def profile_clear(self, d):
         for v in (d.pvol, d.svol):

@@ -68,11 +68,10 @@ enum Small {
 /// sends the file again.
 fn read_small(s: &Settings, g: &Gfid) -> Result<Small, PrimaryError> {
     let path = gfid_path(g);
-    let gone = |e: &std::io::Error| matches!(e.raw_os_error(), Some(nix::libc::ENOENT | nix::libc::ESTALE));
     let (f, handle, m) = match open_regular(std::path::Path::new(&path), false) {
         Ok(Some(x)) => x,
         Ok(None) => return Ok(Small::Gone),
-        Err(e) if gone(&e) => return Ok(Small::Gone),
+        Err(e) if super::primary::gone(&e) => return Ok(Small::Gone),
         Err(e) => return Err(PrimaryError { path, source: e }),
     };
     if m.size() > s.inline_max {

@@ -127,10 +127,9 @@ fn primary_xattrs(go: &[u8], m: &std::fs::Metadata, user: bool, acls: bool) -> p
     }
     let p = os(go);
     let fail = |e: std::io::Error| primary::PrimaryError { path: go.escape_ascii().to_string(), source: e };
-    let gone = |e: &std::io::Error| matches!(e.raw_os_error(), Some(nix::libc::ENOENT | nix::libc::ESTALE));
     let names = match xattr::list_deref(p) {
         Ok(n) => n,
-        Err(e) if gone(&e) => return Ok(None),
+        Err(e) if primary::gone(&e) => return Ok(None),
         Err(e) => return Err(fail(e)),
     };
     let mut values = Vec::new();
@@ -138,7 +137,7 @@ fn primary_xattrs(go: &[u8], m: &std::fs::Metadata, user: bool, acls: bool) -> p
         match xattr::get_deref(p, &n) {
             Ok(Some(v)) => values.push((n.as_bytes().to_vec(), v)),
             Ok(None) => {}
-            Err(e) if gone(&e) => return Ok(None),
+            Err(e) if primary::gone(&e) => return Ok(None),
             Err(e) => return Err(fail(e)),
         }
     }

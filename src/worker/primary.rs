@@ -21,7 +21,8 @@ pub struct PrimaryError {
 
 pub type Res<T> = Result<T, PrimaryError>;
 
-fn gone(e: &io::Error) -> bool {
+/// Whether an error means the path is gone (and nothing else does).
+pub fn gone(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(nix::libc::ENOENT | nix::libc::ESTALE))
 }
 

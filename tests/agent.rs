@@ -100,7 +100,7 @@ fn feed(fx: &Fixture) {
         }
         other => panic!("history: {other:?}"),
     }
-    send(&mut w, &ToAgent::Feed { after: start - 1, generation: 1 }, MAX_FEED_FRAME, "agent").unwrap();
+    send(&mut w, &ToAgent::Feed { after: start - 1, generation: 1, live: false }, MAX_FEED_FRAME, "agent").unwrap();
     let has = |r: &[Record], want: &dyn Fn(&Record) -> bool| r.iter().any(want);
     let mkdir = |r: &Record| matches!(r, Record::New { gfid, fop, entry, .. } if *gfid == dg && *fop == Fop::MKDIR && entry.parent == Uuid::ROOT && entry.name == b"agent-d");
     let create = |r: &Record| matches!(r, Record::New { gfid, fop, entry, .. } if *gfid == fg && *fop == Fop::CREATE && entry.parent == dg && entry.name == b"f");

@@ -14,6 +14,13 @@
 //!
 //! At most [`WINDOW`] changelogs are sent ahead of the worker's
 //! acknowledgements.
+//!
+//! Once every rolled changelog is sent and acknowledged, and the worker
+//! asked for it, the agent also follows the changelog the translator is
+//! still writing ([`live::LiveTail`]), every [`LIVE_TICK`], and sends its new
+//! records one piece at a time.
+
+pub mod live;
 
 use std::collections::VecDeque;
 use std::path::Path;
@@ -26,11 +33,15 @@ use crate::cli::BrickArgs;
 use crate::gluster::changelog::Reader;
 use crate::gluster::htime::{ChangelogDir, History, HtimeEntry, HtimeError, HtimeTail};
 use crate::proto::Role;
-use crate::proto::changelog::{Changelog, HistoryAnswer, MAX_FEED_FRAME, ToAgent, ToWorker, WINDOW};
+use crate::proto::changelog::{Changelog, HistoryAnswer, LiveRecords, MAX_FEED_FRAME, ToAgent, ToWorker, WINDOW};
 use crate::proto::ctl::{Link, ToSupervisor};
+use live::LiveTail;
 
 /// How often the index is read when no notification comes.
 pub const POLL: Duration = Duration::from_secs(1);
+
+/// How often the current changelog is read while it is followed.
+pub const LIVE_TICK: Duration = Duration::from_millis(500);
 
 /// Rollover period assumed until the index shows the real one.
 const DEFAULT_ROLLOVER: u64 = 15;
@@ -53,6 +64,10 @@ struct Feed {
     /// Changelogs that start a newer index (a journal gap before them).
     gaps: std::collections::BTreeSet<u64>,
     generation: u32,
+    /// The changelog being written, when the worker follows it.
+    live: Option<LiveTail>,
+    /// A piece of it is with the worker.
+    live_unacked: bool,
 }
 
 /// The agent's state, apart from its channels (so that it can be tested).
@@ -101,8 +116,8 @@ impl Agent {
                 info!(start, end, answer = ?answer, "history");
                 vec![ToWorker::History(answer)]
             }
-            ToAgent::Feed { after, generation } => {
-                info!(after, "feed requested");
+            ToAgent::Feed { after, generation, live } => {
+                info!(after, live, "feed requested");
                 self.tail = HtimeTail::new(self.dir.clone());
                 self.feed = Some(Feed {
                     generation,
@@ -112,7 +127,15 @@ impl Agent {
                     sizes: VecDeque::new(),
                     pending_bytes: 0,
                     gaps: Default::default(),
+                    live: live.then(|| LiveTail::new(&self.dir.root)),
+                    live_unacked: false,
                 });
+                self.pump()
+            }
+            ToAgent::LiveAck => {
+                if let Some(f) = &mut self.feed {
+                    f.live_unacked = false;
+                }
                 self.pump()
             }
             ToAgent::Ack { ts } => {
@@ -133,6 +156,15 @@ impl Agent {
     pub fn pump_at(&mut self, now: u64) -> Vec<ToWorker> {
         let Some(f) = &mut self.feed else { return Vec::new() };
         let mut out = Vec::new();
+        // The current changelog is opened before the index is read (see
+        // `live`): one opened after a rollover is then always preceded by
+        // the rolled one.
+        let idle = |f: &Feed| f.pending.is_empty() && f.inflight.is_empty() && !f.live_unacked;
+        if idle(f)
+            && let Some(t) = &mut f.live
+        {
+            t.open();
+        }
         match self.tail.poll() {
             Ok(new) => {
                 self.index_warned = false;
@@ -206,7 +238,7 @@ impl Agent {
         while f.inflight.len() < WINDOW {
             let Some(e) = f.pending.pop_front() else { break };
             f.pending_bytes = f.pending_bytes.saturating_sub(f.sizes.pop_front().unwrap_or(0));
-            let msg = match read(&self.dir, &e) {
+            let msg = match read(&self.dir, &e, f.live.as_mut()) {
                 Ok(mut c) => {
                     c.generation = f.generation;
                     c.backlog = u32::try_from(f.pending.len()).unwrap_or(u32::MAX);
@@ -228,7 +260,22 @@ impl Agent {
             f.inflight.push_back(e.ts);
             out.push(ToWorker::Changelog(msg));
         }
+        if idle(f)
+            && let Some(t) = &mut f.live
+        {
+            let records = t.read();
+            if !records.is_empty() {
+                debug!(records = records.len(), "live changelog records");
+                f.live_unacked = true;
+                out.push(ToWorker::Live(LiveRecords { generation: f.generation, records }));
+            }
+        }
         out
+    }
+
+    /// How long the agent may sleep when nothing happens.
+    pub fn tick(&self) -> Duration {
+        if self.feed.as_ref().is_some_and(|f| f.live.is_some()) { LIVE_TICK } else { POLL }
     }
 }
 
@@ -277,8 +324,9 @@ fn count(v: &[HtimeEntry]) -> u32 {
     u32::try_from(v.len()).unwrap_or(u32::MAX)
 }
 
-/// One listed changelog, parsed.
-fn read(dir: &ChangelogDir, e: &HtimeEntry) -> Result<Changelog, String> {
+/// One listed changelog, parsed; with how many of its records went out
+/// live, when `live` followed it.
+fn read(dir: &ChangelogDir, e: &HtimeEntry, mut live: Option<&mut LiveTail>) -> Result<Changelog, String> {
     let mut c = Changelog {
         ts: e.ts,
         path: e.path.clone(),
@@ -289,14 +337,28 @@ fn read(dir: &ChangelogDir, e: &HtimeEntry) -> Result<Changelog, String> {
         generation: 0,
         backlog: 0,
         backlog_bytes: 0,
+        live_records: 0,
     };
     if e.empty {
+        if let Some(t) = live.as_mut() {
+            t.rolled(None);
+        }
         return Ok(c);
     }
     match dir.locate(e) {
         Some(p) => {
             c.records = Reader::open(&p).and_then(Reader::collect_records).map_err(|err| err.to_string())?;
-            c.size = std::fs::metadata(&p).map_or(0, |m| m.len());
+            let m = std::fs::metadata(&p).ok();
+            c.size = m.as_ref().map_or(0, std::fs::Metadata::len);
+            if let Some(t) = live.as_mut() {
+                use std::os::unix::fs::MetadataExt;
+                let n = t.rolled(m.map(|m| (m.dev(), m.ino())));
+                // Never more than the file holds, whatever happened to it.
+                c.live_records = n.min(u32::try_from(c.records.len()).unwrap_or(u32::MAX));
+                if n > 0 {
+                    debug!(ts = e.ts, live = n, "rolled changelog was followed live");
+                }
+            }
             debug!(ts = e.ts, records = c.records.len(), "changelog");
         }
         None => {
@@ -363,7 +425,7 @@ fn serve(args: &BrickArgs, link: &Link) -> anyhow::Result<()> {
     let mut agent = Agent::new(dir);
     let mut out = feed;
     loop {
-        let msgs = match rx.recv_timeout(POLL) {
+        let msgs = match rx.recv_timeout(agent.tick()) {
             Ok(Ev::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
             Ok(Ev::WorkerGone(why)) => {
                 info!("the worker {why}; stopping");
@@ -467,7 +529,7 @@ mod tests {
         }
         let mut a = Agent::new(ChangelogDir::new(b.dir.path()));
         // After 1015 + 2*15: the rest, at most WINDOW at once.
-        let out = a.handle(ToAgent::Feed { after: 1045, generation: 1 });
+        let out = a.handle(ToAgent::Feed { after: 1045, generation: 1, live: false });
         // Each changelog says what is left behind it: 17 changelogs after
         // 1045, a window of 16 sent; the one left holds records.
         let Some(ToWorker::Changelog(last)) = out.last() else { panic!("{out:?}") };
@@ -504,6 +566,55 @@ mod tests {
     }
 
     #[test]
+    fn follows_the_current_changelog_once_caught_up_and_counts_it_at_the_rollover() {
+        let b = Brick::new();
+        b.roll(1000, 1015, 1);
+        let h = Header::V1_2_ASCII;
+        let cur = b.root().join(live::CURRENT);
+        let data = |i: u8| {
+            let mut v = Vec::new();
+            encode_record(&Record::Data { gfid: Uuid([i; 16]) }.as_ref(), &h, &mut v);
+            v
+        };
+        fs::write(&cur, [h.encode(), data(1), data(2)].concat()).unwrap();
+        let mut a = Agent::new(ChangelogDir::new(b.dir.path()));
+        // The rolled one first; nothing live while it is unacknowledged.
+        let out = a.handle(ToAgent::Feed { after: 1000, generation: 3, live: true });
+        assert_eq!(changelogs(&out), [(1015, 2, false)]);
+        assert!(a.pump().is_empty());
+        let out = a.handle(ToAgent::Ack { ts: 1015 });
+        let [ToWorker::Live(l)] = &out[..] else { panic!("{out:?}") };
+        assert_eq!((l.generation, l.records.len()), (3, 2));
+        // One piece at a time.
+        fs::OpenOptions::new().append(true).open(&cur).unwrap().write_all(&data(3)).unwrap();
+        assert!(a.pump().is_empty());
+        let out = a.handle(ToAgent::LiveAck);
+        let [ToWorker::Live(l)] = &out[..] else { panic!("{out:?}") };
+        assert_eq!(l.records, [Record::Data { gfid: Uuid([3; 16]) }]);
+        // The rollover: one more record, renamed, listed; the next file is
+        // already there. The rolled one says how much of it went live, and
+        // comes before anything of the next.
+        fs::OpenOptions::new().append(true).open(&cur).unwrap().write_all(&data(4)).unwrap();
+        let (y, m, d) = crate::gluster::htime::civil_from_days(1030 / 86_400);
+        let rolled = b.root().join(format!("{y:04}/{m:02}/{d:02}/CHANGELOG.1030"));
+        fs::rename(&cur, &rolled).unwrap();
+        let mut ht = fs::OpenOptions::new().append(true).open(b.root().join("htime/HTIME.1000")).unwrap();
+        ht.write_all(rolled.as_os_str().as_encoded_bytes()).unwrap();
+        ht.write_all(b"\0").unwrap();
+        fs::write(&cur, [h.encode(), data(5)].concat()).unwrap();
+        let out = a.handle(ToAgent::LiveAck);
+        let [ToWorker::Changelog(c)] = &out[..] else { panic!("{out:?}") };
+        assert_eq!((c.ts, c.records.len(), c.live_records), (1030, 4, 3));
+        let out = a.handle(ToAgent::Ack { ts: 1030 });
+        let [ToWorker::Live(l)] = &out[..] else { panic!("{out:?}") };
+        assert_eq!(l.records, [Record::Data { gfid: Uuid([5; 16]) }]);
+        // Without `live`, nothing of it.
+        let mut a = Agent::new(ChangelogDir::new(b.dir.path()));
+        assert_eq!(changelogs(&a.handle(ToAgent::Feed { after: 1000, generation: 1, live: false })).len(), 2);
+        assert!(a.handle(ToAgent::Ack { ts: 1030 }).is_empty());
+    }
+
+    #[test]
     fn history_answers_and_missing_files() {
         let b = Brick::new();
         for i in 0..5 {
@@ -525,11 +636,11 @@ mod tests {
         // A listed changelog that was removed is fed as missing.
         let (y, m, d) = crate::gluster::htime::civil_from_days(1030 / 86_400);
         fs::remove_file(b.root().join(format!("{y:04}/{m:02}/{d:02}/CHANGELOG.1030"))).unwrap();
-        let c = changelogs(&a.handle(ToAgent::Feed { after: 1015, generation: 1 }));
+        let c = changelogs(&a.handle(ToAgent::Feed { after: 1015, generation: 1, live: false }));
         assert_eq!(c[0], (1030, 0, true));
         // A corrupt one breaks the feed, with the reason.
         fs::write(b.root().join(format!("{y:04}/{m:02}/{d:02}/CHANGELOG.1045")), b"garbage\n").unwrap();
-        let out = a.handle(ToAgent::Feed { after: 1030, generation: 1 });
+        let out = a.handle(ToAgent::Feed { after: 1030, generation: 1, live: false });
         assert!(matches!(&out[0], ToWorker::Broken(why) if why.contains("CHANGELOG.1045")), "{out:?}");
     }
 
@@ -540,7 +651,7 @@ mod tests {
             b.roll(1000, 1015 + i * 15, 1);
         }
         let mut a = Agent::new(ChangelogDir::new(b.dir.path()));
-        let fed = changelogs(&a.handle(ToAgent::Feed { after: 1000, generation: 1 }));
+        let fed = changelogs(&a.handle(ToAgent::Feed { after: 1000, generation: 1, live: false }));
         assert_eq!(fed.len(), 4);
         a.handle(ToAgent::Ack { ts: 1060 });
         // The translator wrote two more changelogs but the index never
@@ -596,7 +707,7 @@ mod tests {
     fn no_index_yet_is_waited_for() {
         let dir = tempfile::tempdir().unwrap();
         let mut a = Agent::new(ChangelogDir::new(dir.path()));
-        assert!(a.handle(ToAgent::Feed { after: 0, generation: 1 }).is_empty());
+        assert!(a.handle(ToAgent::Feed { after: 0, generation: 1, live: false }).is_empty());
         assert!(a.pump().is_empty());
     }
 }

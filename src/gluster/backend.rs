@@ -1,19 +1,24 @@
 //! What a brick's backend directory tells about the volume's namespace.
 
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::uuid::{Gfid, Uuid};
+
+/// The brick's `.glusterfs/xx/yy/<gfid>` entry of `g`: a hard link of a
+/// file (of any type but directory), a symlink for a directory.
+pub fn gfid_link(brick: &Path, g: &Gfid) -> PathBuf {
+    let c = g.canonical();
+    let s = String::from_utf8_lossy(&c);
+    brick.join(".glusterfs").join(&s[0..2]).join(&s[2..4]).join(&*s)
+}
 
 /// Where directory `g` lives: its parent's GFID and its name, read from the
 /// brick's `.glusterfs/xx/yy/<gfid>` link (`../../pp/qq/<parent>/<name>`),
 /// which every brick keeps for every directory. `None` when the brick has
 /// no such link (not a directory, or unknown here).
 pub fn dir_entry(brick: &Path, g: &Gfid) -> Option<(Gfid, Vec<u8>)> {
-    let c = g.canonical();
-    let s = std::str::from_utf8(&c).ok()?;
-    let link = brick.join(".glusterfs").join(&s[0..2]).join(&s[2..4]).join(s);
-    let t = std::fs::read_link(link).ok()?;
+    let t = std::fs::read_link(gfid_link(brick, g)).ok()?;
     let t = t.as_os_str().as_bytes();
     let mut parts = t.rsplit(|&b| b == b'/');
     let (name, parent) = (parts.next()?, parts.next()?);

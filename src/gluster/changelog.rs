@@ -600,6 +600,30 @@ impl<R: Read> Reader<R> {
     }
 }
 
+/// Parses the complete records at the start of `buf`, the bytes after the
+/// header of a changelog the translator is still writing: the records, and
+/// how many bytes they take. A record cut off at the end of `buf` is left
+/// for a later read; an error is at an offset within `buf`.
+pub fn parse_complete(buf: &[u8], h: &Header) -> Result<(Vec<Record>, usize), (usize, Problem)> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < buf.len() {
+        let step = match h.encoding {
+            Encoding::Ascii => parse_record::<Ascii>(&buf[at..], h),
+            Encoding::Binary => parse_record::<Binary>(&buf[at..], h),
+        };
+        match step {
+            Ok(Step::Record(r, used)) => {
+                out.push(r.to_owned_record());
+                at += used;
+            }
+            Ok(Step::Incomplete) => break,
+            Err((rel, problem)) => return Err((at + rel, problem)),
+        }
+    }
+    Ok((out, at))
+}
+
 /// Appends one record in the raw encoding of `h` (the inverse of the
 /// reader; used for tests, fixtures and benchmarks).
 pub fn encode_record(r: &RecordRef<'_>, h: &Header, out: &mut Vec<u8>) {
@@ -960,6 +984,27 @@ mod tests {
             }
             let parsed = Reader::new(Trickle(io::Cursor::new(raw), step), PathBuf::from("p")).unwrap().collect_records().unwrap();
             prop_assert_eq!(parsed, recs);
+        }
+
+        /// A changelog read while it is written, cut anywhere: the
+        /// complete records come out, the cut one waits for the rest.
+        #[test]
+        fn records_of_a_file_being_written(h in arb_header(), recs in proptest::collection::vec(arb_record(true), 0..20), cut in 0usize..4000) {
+            let recs: Vec<Record> = recs.into_iter().map(|r| match r {
+                Record::Delete { gfid, fop, entry, .. } if !h.has_delete_path() => Record::Delete { gfid, fop, entry, path: Vec::new() },
+                r => r,
+            }).collect();
+            let mut body = Vec::new();
+            for r in &recs {
+                encode_record(&r.as_ref(), &h, &mut body);
+            }
+            let cut = cut.min(body.len());
+            let (first, used) = parse_complete(&body[..cut], &h).unwrap();
+            prop_assert!(used <= cut);
+            prop_assert_eq!(&first[..], &recs[..first.len()]);
+            let (rest, used2) = parse_complete(&body[used..], &h).unwrap();
+            prop_assert_eq!(used + used2, body.len());
+            prop_assert_eq!([first, rest].concat(), recs);
         }
 
         #[test]

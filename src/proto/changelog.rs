@@ -28,10 +28,14 @@ pub enum ToAgent {
     /// What the index covers of [start, end] -> [`ToWorker::History`].
     History { start: u64, end: u64 },
     /// Stream every changelog rolled over after `after` (exclusive), oldest
-    /// first, history then live. Replaces any earlier feed.
-    Feed { after: u64, generation: u32 },
+    /// first, history then live. Replaces any earlier feed. With `live`,
+    /// once the feed is caught up, the records of the changelog still being
+    /// written follow as they appear ([`ToWorker::Live`]).
+    Feed { after: u64, generation: u32, live: bool },
     /// Every changelog up to `ts` is done with.
     Ack { ts: u64 },
+    /// The last [`ToWorker::Live`] is done with: the next may come.
+    LiveAck,
 }
 
 /// Agent to worker.
@@ -48,6 +52,19 @@ pub enum ToWorker {
     Stalled {
         since: u64,
     },
+    /// Records appended to the changelog still being written, after those
+    /// sent before; one at a time, each after the worker's
+    /// [`ToAgent::LiveAck`], and only while no rolled changelog is in flight.
+    /// The rolled changelog says how many of its records came this way
+    /// ([`Changelog::live_records`]).
+    Live(LiveRecords),
+}
+
+/// A piece of the changelog still being written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveRecords {
+    pub generation: u32,
+    pub records: Vec<Record>,
 }
 
 /// libgfchangelog's history outcomes, with what the worker needs of them.
@@ -95,6 +112,9 @@ pub struct Changelog {
     pub backlog: u32,
     /// Their size on disk.
     pub backlog_bytes: u64,
+    /// Its first records that the worker already had as
+    /// [`ToWorker::Live`] records, while the translator was writing it.
+    pub live_records: u32,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -46,6 +46,7 @@ pub mod conflicts;
 mod crawl;
 pub mod data;
 pub mod ledger;
+pub mod live;
 pub mod primary;
 pub mod settings;
 pub mod transport;
@@ -251,6 +252,8 @@ struct Replicator<'a> {
     /// The marker's xtime key of the primary volume (for crawls since a
     /// time).
     xtime_key: String,
+    /// The changelog being written (`live-changelog`).
+    live: RefCell<live::Live>,
 }
 
 /// The `checkpoint` option, read again when the session file changes (no
@@ -574,11 +577,53 @@ impl Replicator<'_> {
         XTime::decode(&v).ok().map(|t| u64::from(t.sec))
     }
 
+    /// Takes records of the changelog being written: replays its entry
+    /// records now; the others wait to settle ([`live::Live`]).
+    fn live_records(&self, records: Vec<Record>) -> anyhow::Result<()> {
+        let entries = self.live.borrow_mut().arrive(records, std::time::Instant::now());
+        if entries.is_empty() {
+            return Ok(());
+        }
+        self.since.set(self.stime().unwrap_or(0));
+        let mut w = Work::default();
+        w.add(&entries, self.s)?;
+        let n = w.entries.len();
+        let t = std::time::Instant::now();
+        self.in_flight(n, 0, 0);
+        self.entry_phase(w.entries)?;
+        self.in_flight(0, 0, 0);
+        debug!(entries = n, entry_ms = t.elapsed().as_millis(), "live entries replayed");
+        Ok(())
+    }
+
+    /// Replays the live data and metadata records that have settled.
+    fn live_settle(&self) -> anyhow::Result<()> {
+        let records = self.live.borrow_mut().settled(std::time::Instant::now());
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.since.set(self.stime().unwrap_or(0));
+        let mut w = Work::default();
+        w.add(&records, self.s)?;
+        self.live.borrow_mut().reading(&records, SystemTime::now());
+        let (metas, datas) = (w.metas.len(), w.datas.len());
+        let t = std::time::Instant::now();
+        self.in_flight(0, metas, datas);
+        self.meta_phase(w.metas)?;
+        self.data_phase(w.datas)?;
+        self.in_flight(0, 0, 0);
+        // "Gone" meant gone only while the mount answers.
+        primary::check()?;
+        debug!(metas, datas, ms = t.elapsed().as_millis(), "live data and metadata replayed");
+        Ok(())
+    }
+
     /// Replays a batch of changelogs, then records progress.
     fn batch(&self, changelogs: &[Changelog]) -> anyhow::Result<()> {
         self.since.set(self.stime().unwrap_or(0));
         let mut w = Work::default();
         let mut missing = false;
+        let mut live_skipped = 0;
         let t = std::time::Instant::now();
         for c in changelogs {
             if c.missing {
@@ -590,8 +635,18 @@ impl Replicator<'_> {
                 warn!(ts = c.ts, "changelog was off before this changelog: crawling what changed since stime");
                 missing = true;
             }
-            w.add(&c.records, self.s)?;
+            if c.live_records > 0 {
+                let brick = &self.s.brick;
+                let (records, skipped) =
+                    self.live.borrow_mut().rolled(&c.records, c.live_records as usize, |g| live::brick_ctime(brick, g));
+                live_skipped += skipped;
+                w.add(&records, self.s)?;
+            } else {
+                w.add(&c.records, self.s)?;
+            }
         }
+        // What waited of the live changelog is in these.
+        self.live.borrow_mut().clear();
         let prepare_ms = t.elapsed().as_millis();
         // The ledger's items are tried again first: entry ops that the
         // primary still says, in their order; superseded ones are dropped.
@@ -666,6 +721,7 @@ impl Replicator<'_> {
                     entries,
                     metas,
                     datas,
+                    live_skipped,
                     prepare_ms,
                     entry_ms,
                     meta_ms,
@@ -674,7 +730,7 @@ impl Replicator<'_> {
                     "batch synced"
                 );
             } else {
-                debug!(changelogs = changelogs.len(), stime = last.ts - 1, "empty changelogs");
+                debug!(changelogs = changelogs.len(), live_skipped, stime = last.ts - 1, "nothing left to replay");
             }
         }
         self.in_flight(0, 0, 0);
@@ -860,6 +916,7 @@ fn serve(config_dir: &Path, args: &WorkerArgs, s: &Settings, link: &Link) -> any
         checkpoint: RefCell::new(checkpoint),
         rates: RefCell::new(std::collections::VecDeque::new()),
         xtime_key: keys::xtime(&pvol.id),
+        live: RefCell::new(live::Live::default()),
     };
     // Active/Passive: one worker per replica set syncs; the others follow
     // the cluster's stime so that a takeover resumes near where it was.
@@ -1038,7 +1095,15 @@ fn serve(config_dir: &Path, args: &WorkerArgs, s: &Settings, link: &Link) -> any
         };
         link.send(&ToSupervisor::Phase("changelog crawl".into()))?;
         generation = generation.wrapping_add(1);
-        crate::proto::send(&mut out, &ToAgent::Feed { after: start, generation }, MAX_FEED_FRAME, "agent")?;
+        crate::proto::send(
+            &mut out,
+            &ToAgent::Feed { after: start, generation, live: s.live_changelog },
+            MAX_FEED_FRAME,
+            "agent",
+        )?;
+        r.live.borrow_mut().clear();
+        // A live piece that came while a batch was gathered.
+        let mut held: Option<ToWorker> = None;
         // History until the feed reaches the time it was asked for.
         let live_from = now().saturating_sub(1);
         let mut live = false;
@@ -1056,12 +1121,31 @@ fn serve(config_dir: &Path, args: &WorkerArgs, s: &Settings, link: &Link) -> any
                     continue 'roles;
                 }
             }
-            let first = match rx.recv_timeout(check_every) {
-                Ok(Ev::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => break 'roles,
-                Ok(Ev::AgentGone(why)) => anyhow::bail!("the agent {why}"),
-                Ok(Ev::Feed(m)) => m,
-                Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            let wait = r
+                .live
+                .borrow()
+                .next_due()
+                .map_or(check_every, |t| t.saturating_duration_since(std::time::Instant::now()).min(check_every));
+            let first = match held.take() {
+                Some(m) => m,
+                None => match rx.recv_timeout(wait) {
+                    Ok(Ev::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => break 'roles,
+                    Ok(Ev::AgentGone(why)) => anyhow::bail!("the agent {why}"),
+                    Ok(Ev::Feed(m)) => m,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        r.live_settle()?;
+                        continue;
+                    }
+                },
             };
+            if let ToWorker::Live(l) = first {
+                if l.generation == generation {
+                    r.live_records(l.records)?;
+                    crate::proto::send(&mut out, &ToAgent::LiveAck, MAX_FEED_FRAME, "agent")?;
+                }
+                r.live_settle()?;
+                continue;
+            }
             // Whatever else has arrived joins the batch, up to
             // changelog-batch-size bytes of changelogs.
             let (mut batch, mut stop, mut gone, mut bytes) = (Vec::new(), false, None, 0u64);
@@ -1076,6 +1160,10 @@ fn serve(config_dir: &Path, args: &WorkerArgs, s: &Settings, link: &Link) -> any
                     }
                     ToWorker::Broken(why) => anyhow::bail!("the agent cannot feed changelogs: {why}"),
                     ToWorker::History(_) => {}
+                    live @ ToWorker::Live(_) => {
+                        held = Some(live);
+                        break;
+                    }
                     ToWorker::Stalled { since } => {
                         if since != 0 {
                             warn!(since, "the live changelog feed is stalled; the agent is recovering it");

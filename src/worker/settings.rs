@@ -41,6 +41,8 @@ pub struct Settings {
     /// `inline-max-size`: regular files up to this size go inside the RPC
     /// stream (0: none do).
     pub inline_max: u64,
+    /// `live-changelog`: follow the changelog being written.
+    pub live_changelog: bool,
     pub ignore_deletes: bool,
     pub access_mount: bool,
     pub gluster_command_dir: PathBuf,
@@ -122,6 +124,7 @@ impl Settings {
             sync_acls: flag("sync-acls"),
             max_rsync_retries: u32::try_from(int("max-rsync-retries")).unwrap_or(10).max(1),
             inline_max: u64::try_from(int("inline-max-size")).unwrap_or(0),
+            live_changelog: flag("live-changelog"),
             ignore_deletes: flag("ignore-deletes"),
             access_mount: flag("access-mount"),
             gluster_command_dir: PathBuf::from(s("gluster-command-dir")),

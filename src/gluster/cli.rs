@@ -118,9 +118,94 @@ pub fn volume_status(bin: &Path, cli_options: &[&str], volume: &str) -> Result<V
     Ok(volinfo::parse_status(&volume_xml(bin, cli_options, "status", volume)?)?)
 }
 
+/// `volume status`, shared by the workers of a node (see [`shared`]).
+pub fn volume_status_shared(
+    bin: &Path,
+    cli_options: &[&str],
+    volume: &str,
+    cache: &Path,
+    fresh: std::time::Duration,
+) -> Result<Vec<BrickStatus>, GlusterCliError> {
+    shared(cache, fresh, || volume_xml(bin, cli_options, "status", volume), |x| Ok(volinfo::parse_status(x)?))
+}
+
+/// An answer of glusterd kept in `cache` for every process of a node that
+/// asks the same: `ask` runs only when the kept answer is older than
+/// `fresh`, missing, or does not `parse`. One process asks at a time (a
+/// lock on `<cache>.lock`); the others wait and take its answer. Each
+/// `gluster` call costs about a tenth of a CPU second (the CLI starts the
+/// reference's Python gsyncd), so the workers of a two-brick replica set
+/// on a node ask half as often. Trouble with the files only means asking.
+pub fn shared<T>(
+    cache: &Path,
+    fresh: std::time::Duration,
+    ask: impl FnOnce() -> Result<String, GlusterCliError>,
+    parse: impl Fn(&str) -> Result<T, GlusterCliError>,
+) -> Result<T, GlusterCliError> {
+    use nix::fcntl::{Flock, FlockArg};
+    let lock_path = cache.with_extension("lock");
+    let _held = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .ok()
+        .and_then(|f| Flock::lock(f, FlockArg::LockExclusive).ok());
+    let young = std::fs::metadata(cache)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age < fresh);
+    if young
+        && let Ok(text) = std::fs::read_to_string(cache)
+        && let Ok(v) = parse(&text)
+    {
+        return Ok(v);
+    }
+    let text = ask()?;
+    let v = parse(&text)?;
+    let tmp = cache.with_extension(format!("tmp.{}", std::process::id()));
+    if std::fs::write(&tmp, &text).and_then(|()| std::fs::rename(&tmp, cache)).is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    Ok(v)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_shared_answer_is_asked_once_while_fresh() {
+        let d = tempfile::tempdir().unwrap();
+        let cache = d.path().join("status.xml");
+        let asked = std::cell::Cell::new(0);
+        let ask = |v: &'static str| {
+            asked.set(asked.get() + 1);
+            Ok::<_, GlusterCliError>(v.to_owned())
+        };
+        let parse = |t: &str| {
+            if t.starts_with("ok") {
+                Ok(t.to_owned())
+            } else {
+                Err(GlusterCliError::Failed { cmd: "x".into(), output: t.into() })
+            }
+        };
+        let hour = std::time::Duration::from_secs(3600);
+        assert_eq!(shared(&cache, hour, || ask("ok 1"), parse).unwrap(), "ok 1");
+        assert_eq!(shared(&cache, hour, || ask("ok 2"), parse).unwrap(), "ok 1", "kept");
+        assert_eq!(asked.get(), 1);
+        assert_eq!(shared(&cache, std::time::Duration::ZERO, || ask("ok 3"), parse).unwrap(), "ok 3", "too old");
+        // An answer that does not parse is not kept, and is an error.
+        assert!(shared(&cache, std::time::Duration::ZERO, || ask("bad"), parse).is_err());
+        assert_eq!(shared(&cache, hour, || ask("ok 4"), parse).unwrap(), "ok 3");
+        std::fs::write(&cache, "garbage").unwrap();
+        assert_eq!(shared(&cache, hour, || ask("ok 5"), parse).unwrap(), "ok 5", "a kept answer that does not parse");
+        // No place for the files: asked every time.
+        let nowhere = d.path().join("missing/dir/status.xml");
+        assert_eq!(shared(&nowhere, hour, || ask("ok 6"), parse).unwrap(), "ok 6");
+        assert_eq!(shared(&nowhere, hour, || ask("ok 7"), parse).unwrap(), "ok 7");
+    }
 
     #[test]
     fn info_watch_asks_when_the_volume_file_changes() {

@@ -42,6 +42,17 @@ fn kind(r: &Record) -> Option<(Gfid, Kind)> {
     }
 }
 
+/// What is left to replay of a rolled changelog that was followed live.
+#[derive(Debug)]
+pub struct Rolled {
+    pub records: Vec<Record>,
+    /// Records left out: replayed live, and unchanged since.
+    pub skipped: usize,
+    /// Data and metadata records replayed live that are replayed again
+    /// (the inode may have changed since).
+    pub again: usize,
+}
+
 /// The worker's state of the changelog being written.
 #[derive(Debug, Default)]
 pub struct Live {
@@ -94,33 +105,30 @@ impl Live {
     /// the data and metadata records that were not replayed live or whose
     /// inode may have changed since (`ctime`: the change time of a regular
     /// file's inode on the brick, `None` when there is no such file). The
-    /// live state is done with. Returns the records, and how many were
-    /// left out.
-    pub fn rolled(
-        &mut self,
-        records: &[Record],
-        live: usize,
-        ctime: impl Fn(&Gfid) -> Option<SystemTime>,
-    ) -> (Vec<Record>, usize) {
-        let mut out = Vec::with_capacity(records.len().saturating_sub(live));
-        let mut skipped = 0;
+    /// live state is done with.
+    pub fn rolled(&mut self, records: &[Record], live: usize, ctime: impl Fn(&Gfid) -> Option<SystemTime>) -> Rolled {
+        let mut out = Rolled { records: Vec::with_capacity(records.len().saturating_sub(live)), skipped: 0, again: 0 };
         for (i, r) in records.iter().enumerate() {
             let keep = i >= live
                 || match kind(r) {
                     None => false,
-                    Some(k) => match (self.read_at.get(&k), ctime(&k.0)) {
-                        (Some(read), Some(changed)) => changed + CTIME_SLACK >= *read,
-                        _ => true,
+                    Some(k) => match self.read_at.get(&k) {
+                        Some(read) => {
+                            let again = ctime(&k.0).is_none_or(|changed| changed + CTIME_SLACK >= *read);
+                            out.again += usize::from(again);
+                            again
+                        }
+                        None => true,
                     },
                 };
             if keep {
-                out.push(r.clone());
+                out.records.push(r.clone());
             } else {
-                skipped += 1;
+                out.skipped += 1;
             }
         }
         self.clear();
-        (out, skipped)
+        out
     }
 
     /// Forgets everything: a rolled changelog holds it all.
@@ -185,21 +193,21 @@ mod tests {
         // slack (it may have been written after the read began).
         let ctime =
             |x: &Gfid| Some(if *x == g(1) { read - Duration::from_secs(5) } else { read - Duration::from_millis(500) });
-        let (todo, skipped) = l.rolled(&rolled, 5, ctime);
+        let r = l.rolled(&rolled, 5, ctime);
         assert_eq!(
-            todo,
+            r.records,
             [Record::Data { gfid: g(2) }, Record::Meta { gfid: g(1), fop: Fop::SETATTR }, create(3)],
             "entries replayed live are not replayed again; g1's data is not sent again"
         );
-        assert_eq!(skipped, 3);
+        assert_eq!((r.skipped, r.again), (3, 1));
         assert_eq!(l.next_due(), None, "the rollover holds what still waited");
         // With no live state, nothing is left out but the live entries.
-        let (todo, _) = l.rolled(&rolled, 2, |_| Some(read));
-        assert_eq!(todo.len(), rolled.len() - 1);
+        let r = l.rolled(&rolled, 2, |_| Some(read));
+        assert_eq!(r.records.len(), rolled.len() - 1);
         // Not a regular file on the brick (a directory, or gone): replayed.
         l.reading(&[Record::Data { gfid: g(1) }], read);
-        let (todo, _) = l.rolled(&[Record::Data { gfid: g(1) }], 1, |_| None);
-        assert_eq!(todo.len(), 1);
+        let r = l.rolled(&[Record::Data { gfid: g(1) }], 1, |_| None);
+        assert_eq!((r.records.len(), r.again), (1, 1));
     }
 
     #[test]

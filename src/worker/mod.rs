@@ -83,6 +83,12 @@ const PASSIVE_CHECK: std::time::Duration = std::time::Duration::from_secs(10);
 /// The layout is asked of glusterd this often even when its volume file
 /// did not change.
 const LAYOUT_ASK_ANYWAY: std::time::Duration = std::time::Duration::from_secs(300);
+/// Entry operations of a batch go in calls of at most this many; the data
+/// of the files they are done with starts meanwhile.
+const ENTRY_CHUNK: usize = 512;
+/// A `volume status` answer another worker of this node got is taken
+/// while younger than this.
+const STATUS_FRESH: std::time::Duration = std::time::Duration::from_secs(5);
 /// How often a brick alone in its replica set asks whether it is online.
 const ALONE_STATUS_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -147,6 +153,44 @@ fn primary_xattrs(go: &[u8], m: &std::fs::Metadata, user: bool, acls: bool) -> p
 
 fn primary_link(g: &Gfid) -> primary::Res<Option<Vec<u8>>> {
     primary::readlink(&gfid_path(g))
+}
+
+/// What the data engines did with a set of files.
+#[derive(Debug, Default)]
+struct DataSent {
+    /// Sent inline, with their sizes.
+    inlined: Vec<(Gfid, u64)>,
+    /// Sent by the sync method, with their sizes.
+    files: Vec<Gfid>,
+    sizes: BTreeMap<Gfid, u64>,
+    /// Gone from the primary, or no regular file there.
+    gone: Vec<Gfid>,
+    /// Sent by the sync method but not arrived.
+    unsynced: Vec<Gfid>,
+}
+
+/// Sends the data of `all`: inline what fits, the rest by the sync method.
+/// Touches no worker state, so it can run beside the entry phase.
+fn send_data(s: &Settings, client: &Client, pid: u32, all: Vec<Gfid>) -> anyhow::Result<DataSent> {
+    let (inlined, candidates, mut gone) = if s.inline_max > 0 {
+        let r = data::send_inline(s, client, &all).context("data (inline)")?;
+        (r.done, r.rest, r.gone)
+    } else {
+        (Vec::new(), all, Vec::new())
+    };
+    let mut sizes: BTreeMap<Gfid, u64> = BTreeMap::new();
+    let mut files = Vec::new();
+    for g in candidates {
+        match primary::lstat(&gfid_path(&g))? {
+            Some(m) if m.is_file() => {
+                sizes.insert(g, m.size());
+                files.push(g);
+            }
+            _ => gone.push(g),
+        }
+    }
+    let unsynced = if files.is_empty() { Vec::new() } else { data::sync(s, client, pid, &files).context("data")? };
+    Ok(DataSent { inlined, files, sizes, gone, unsynced })
 }
 
 /// What a batch has to do.
@@ -484,37 +528,22 @@ impl Replicator<'_> {
         if all.is_empty() {
             return Ok(());
         }
-        let (inlined, candidates, mut gone) = if self.s.inline_max > 0 {
-            let r = data::send_inline(self.s, self.client, &all).context("data (inline)")?;
-            (r.done, r.rest, r.gone)
-        } else {
-            (Vec::new(), all, Vec::new())
-        };
-        let mut sizes: BTreeMap<Gfid, u64> = BTreeMap::new();
-        let mut files = Vec::new();
-        for g in candidates {
-            match primary::lstat(&gfid_path(&g))? {
-                Some(m) if m.is_file() => {
-                    sizes.insert(g, m.size());
-                    files.push(g);
-                }
-                _ => gone.push(g),
-            }
-        }
+        let sent = send_data(self.s, self.client, self.pid, all)?;
+        self.data_sent(sent);
+        Ok(())
+    }
+
+    /// Records what the data engines did: counters, and the failure ledger.
+    fn data_sent(&self, d: DataSent) {
         // A ledger item for a file the primary no longer has is done with.
-        for g in gone {
-            self.ledger.borrow_mut().resolved(&g, "DATA", &format!(".gfid/{g}"));
+        for g in &d.gone {
+            self.ledger.borrow_mut().resolved(g, "DATA", &format!(".gfid/{g}"));
         }
-        let unsynced = if files.is_empty() {
-            Vec::new()
-        } else {
-            data::sync(self.s, self.client, self.pid, &files).context("data")?
-        };
-        let (n_inline, n_engine) = (inlined.len(), files.len());
-        let sent = inlined.into_iter().chain(files.iter().map(|g| (*g, sizes.get(g).copied().unwrap_or(0))));
+        let (n_inline, n_engine) = (d.inlined.len(), d.files.len());
+        let sent = d.inlined.into_iter().chain(d.files.iter().map(|g| (*g, d.sizes.get(g).copied().unwrap_or(0))));
         for (g, size) in sent {
             let path = format!(".gfid/{g}");
-            if unsynced.contains(&g) {
+            if d.unsynced.contains(&g) {
                 warn!(gfid = %g, attempts = self.s.max_rsync_retries, "data did not arrive; recorded in the failure ledger");
                 let why = "size or mtime differs on the secondary after the last attempt".to_owned();
                 self.fail(g, "DATA", path, None, why, ledger::Kind::Data);
@@ -527,8 +556,85 @@ impl Replicator<'_> {
                 }
             }
         }
-        debug!(inline = n_inline, engine = n_engine, unsynced = unsynced.len(), "data phase");
-        Ok(())
+        debug!(inline = n_inline, engine = n_engine, unsynced = d.unsynced.len(), "data phase");
+    }
+
+    /// The entry, metadata and data phases of a batch, with the data of
+    /// each file sent as soon as the last entry operation of the batch on
+    /// it is done, while later entry operations (in chunks of
+    /// [`ENTRY_CHUNK`]) and the metadata still run: data goes by GFID, so
+    /// nothing later in the batch can send it to the wrong name.
+    /// Returns the phases' durations (entries, metadata, data).
+    fn pipelined(&self, w: Work) -> anyhow::Result<(u128, u128, u128)> {
+        let t = std::time::Instant::now();
+        let Work { entries, metas, datas } = w;
+        let (n_entries, n_metas, n_datas) = (entries.len(), metas.len(), datas.len());
+        // Files in order of the chunk whose end releases them.
+        let mut last: BTreeMap<Gfid, usize> = BTreeMap::new();
+        for (i, e) in entries.iter().enumerate() {
+            last.insert(e.gfid, i / ENTRY_CHUNK + 1);
+        }
+        let chunks = entries.len().div_ceil(ENTRY_CHUNK);
+        let mut release: Vec<Vec<Gfid>> = vec![Vec::new(); chunks + 1];
+        for g in datas {
+            release[last.get(&g).copied().unwrap_or(0)].push(g);
+        }
+        // While entry operations run, one of the secondary's sync-jobs
+        // threads stays free for them (else each of their calls waits
+        // behind a data call).
+        let mut narrow = self.s.clone();
+        narrow.sync_jobs = narrow.sync_jobs.saturating_sub(1).max(1);
+        let (wide, narrow, client, pid) = (self.s, &narrow, self.client, self.pid);
+        let (sent, data_ms, entry_ms, meta_ms) = std::thread::scope(|sc| -> anyhow::Result<_> {
+            // Files, and whether entry operations still run.
+            let (tx, rx) = mpsc::channel::<(Vec<Gfid>, bool)>();
+            let data = std::thread::Builder::new()
+                .name("data".into())
+                .spawn_scoped(sc, move || -> anyhow::Result<(Vec<DataSent>, u128)> {
+                    let mut out = Vec::new();
+                    let mut busy = 0;
+                    while let Ok((mut v, mut entries_run)) = rx.recv() {
+                        while let Ok((more, run)) = rx.try_recv() {
+                            v.extend(more);
+                            entries_run = run;
+                        }
+                        if !v.is_empty() {
+                            let t = std::time::Instant::now();
+                            let s = if entries_run { narrow } else { wide };
+                            out.push(send_data(s, client, pid, v)?);
+                            busy += t.elapsed().as_millis();
+                        }
+                    }
+                    Ok((out, busy))
+                })
+                .context("cannot start the data thread")?;
+            let mut release = release.into_iter();
+            let _ = tx.send((release.next().unwrap_or_default(), n_entries > 0));
+            let mut entries = entries;
+            let mut done = 0;
+            while !entries.is_empty() {
+                let rest = entries.split_off(ENTRY_CHUNK.min(entries.len()));
+                done += entries.len();
+                self.in_flight(n_entries - done, n_metas, n_datas);
+                self.entry_phase(std::mem::replace(&mut entries, rest))?;
+                // A closed channel: the data thread failed; its error is
+                // told below.
+                let _ = tx.send((release.next().unwrap_or_default(), !entries.is_empty()));
+            }
+            drop(tx);
+            let entry_ms = t.elapsed().as_millis();
+            let tm = std::time::Instant::now();
+            self.in_flight(0, n_metas, n_datas);
+            self.meta_phase(metas)?;
+            let meta_ms = tm.elapsed().as_millis();
+            self.in_flight(0, 0, n_datas);
+            let (sent, data_ms) = data.join().map_err(|_| anyhow::anyhow!("the data thread panicked"))??;
+            Ok((sent, data_ms, entry_ms, meta_ms))
+        })?;
+        for d in sent {
+            self.data_sent(d);
+        }
+        Ok((entry_ms, meta_ms, data_ms))
     }
 
     fn save_ledger(&self) -> anyhow::Result<()> {
@@ -623,7 +729,7 @@ impl Replicator<'_> {
         self.since.set(self.stime().unwrap_or(0));
         let mut w = Work::default();
         let mut missing = false;
-        let mut live_skipped = 0;
+        let (mut live_skipped, mut live_again) = (0, 0);
         let t = std::time::Instant::now();
         for c in changelogs {
             if c.missing {
@@ -637,10 +743,11 @@ impl Replicator<'_> {
             }
             if c.live_records > 0 {
                 let brick = &self.s.brick;
-                let (records, skipped) =
+                let r =
                     self.live.borrow_mut().rolled(&c.records, c.live_records as usize, |g| live::brick_ctime(brick, g));
-                live_skipped += skipped;
-                w.add(&records, self.s)?;
+                live_skipped += r.skipped;
+                live_again += r.again;
+                w.add(&r.records, self.s)?;
             } else {
                 w.add(&c.records, self.s)?;
             }
@@ -691,17 +798,7 @@ impl Replicator<'_> {
             st.backlog_bytes = last.backlog_bytes;
         }
         self.in_flight(entries, metas, datas);
-        let t = std::time::Instant::now();
-        self.entry_phase(w.entries)?;
-        let entry_ms = t.elapsed().as_millis();
-        self.in_flight(0, metas, datas);
-        let t = std::time::Instant::now();
-        self.meta_phase(w.metas)?;
-        let meta_ms = t.elapsed().as_millis();
-        self.in_flight(0, 0, datas);
-        let t = std::time::Instant::now();
-        self.data_phase(w.datas)?;
-        let data_ms = t.elapsed().as_millis();
+        let (entry_ms, meta_ms, data_ms) = self.pipelined(w)?;
         if missing {
             let before = self.status.borrow().crawl_status.clone();
             self.crawl(self.since.get())?;
@@ -722,6 +819,7 @@ impl Replicator<'_> {
                     metas,
                     datas,
                     live_skipped,
+                    live_again,
                     prepare_ms,
                     entry_ms,
                     meta_ms,
@@ -946,6 +1044,7 @@ fn serve(config_dir: &Path, args: &WorkerArgs, s: &Settings, link: &Link) -> any
     let alone = meta.borrow().is_none()
         && subvol.is_some_and(|n| (0..pvol.bricks.len()).filter(|&j| pvol.subvolume_of(j) == n).count() == 1);
     let status_asked: Cell<Option<std::time::Instant>> = Cell::new(None);
+    let status_cache = s.run_dir.join(format!("volume-status.{}.xml", s.primary));
     let active = || -> anyhow::Result<bool> {
         let Some(i) = index else {
             warn!("this brick is not in the primary volume's brick list as this node; syncing it (Active)");
@@ -980,7 +1079,7 @@ fn serve(config_dir: &Path, args: &WorkerArgs, s: &Settings, link: &Link) -> any
         {
             return Ok(role);
         }
-        let status = match gcli::volume_status(&gluster, &cli, &s.primary) {
+        let status = match gcli::volume_status_shared(&gluster, &cli, &s.primary, &status_cache, STATUS_FRESH) {
             Ok(st) => st,
             Err(e) => return keep("status", &e),
         };

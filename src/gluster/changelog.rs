@@ -971,13 +971,23 @@ mod tests {
         }
     }
 
+    /// The records as a changelog of header `h` can hold them (no deleted
+    /// path before v1.2).
+    fn as_written(recs: Vec<Record>, h: &Header) -> Vec<Record> {
+        recs.into_iter()
+            .map(|r| match r {
+                Record::Delete { gfid, fop, entry, .. } if !h.has_delete_path() => {
+                    Record::Delete { gfid, fop, entry, path: Vec::new() }
+                }
+                r => r,
+            })
+            .collect()
+    }
+
     proptest! {
         #[test]
         fn encode_parse_round_trip(h in arb_header(), recs in proptest::collection::vec(arb_record(true), 0..30), step in 1usize..200) {
-            let recs: Vec<Record> = recs.into_iter().map(|r| match r {
-                Record::Delete { gfid, fop, entry, .. } if !h.has_delete_path() => Record::Delete { gfid, fop, entry, path: Vec::new() },
-                r => r,
-            }).collect();
+            let recs = as_written(recs, &h);
             let mut raw = h.encode();
             for r in &recs {
                 encode_record(&r.as_ref(), &h, &mut raw);
@@ -990,10 +1000,7 @@ mod tests {
         /// complete records come out, the cut one waits for the rest.
         #[test]
         fn records_of_a_file_being_written(h in arb_header(), recs in proptest::collection::vec(arb_record(true), 0..20), cut in 0usize..4000) {
-            let recs: Vec<Record> = recs.into_iter().map(|r| match r {
-                Record::Delete { gfid, fop, entry, .. } if !h.has_delete_path() => Record::Delete { gfid, fop, entry, path: Vec::new() },
-                r => r,
-            }).collect();
+            let recs = as_written(recs, &h);
             let mut body = Vec::new();
             for r in &recs {
                 encode_record(&r.as_ref(), &h, &mut body);

@@ -7,7 +7,7 @@ use std::io::IsTerminal;
 use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -62,13 +62,21 @@ fn session_directive(level: &str) -> &'static str {
     }
 }
 
-fn filter(s: &LogSettings<'_>) -> Result<EnvFilter, LogError> {
+fn directive(d: &str) -> Result<Targets, LogError> {
+    d.parse::<Targets>().map_err(LogError::Filter)
+}
+
+/// The filter: `target=level` directives and a bare default level, as
+/// `RUST_LOG` takes them (no span or field filters: they would pull a regex
+/// engine into every gsyncd process for a feature nobody operating a daemon
+/// needs).
+fn filter(s: &LogSettings<'_>) -> Result<Targets, LogError> {
     if let Some(l) = s.cli_level {
-        return Ok(EnvFilter::new(level_directive(l)));
+        return directive(level_directive(l));
     }
     match std::env::var("RUST_LOG") {
-        Ok(v) if !v.trim().is_empty() => EnvFilter::try_new(v).map_err(LogError::Filter),
-        _ => Ok(EnvFilter::new(s.session_level.map(session_directive).unwrap_or("info"))),
+        Ok(v) if !v.trim().is_empty() => directive(v.trim()),
+        _ => directive(s.session_level.map(session_directive).unwrap_or("info")),
     }
 }
 
@@ -167,5 +175,15 @@ mod tests {
             also_journal: false,
         };
         assert_eq!(filter(&s).unwrap().to_string(), "debug");
+    }
+
+    #[test]
+    fn rust_log_directives() {
+        use tracing::level_filters::LevelFilter;
+        let t = directive("warn,gsyncd::worker=trace").unwrap();
+        assert!(t.would_enable("gsyncd::worker::live", &tracing::Level::TRACE));
+        assert!(!t.would_enable("gsyncd::agent", &tracing::Level::INFO));
+        assert_eq!(t.default_level(), Some(LevelFilter::WARN));
+        assert!(matches!(directive("gsyncd=loud"), Err(LogError::Filter(_))));
     }
 }

@@ -106,6 +106,8 @@ fn exit_for(err: &anyhow::Error) -> Exit {
 
 fn main() -> ExitCode {
     gsyncd::sys::tune_malloc();
+    // A mount guard waits for its parent before it loads anything.
+    gsyncd::gluster::auxmount::guard_wait_early(gsyncd::proto::ctl::CTL_FD);
     // `gsyncd --version` alone (as the ssh gate admits it) also tells the
     // versions of the tools, the clock and whether ssh forced the command,
     // for `gsyncd doctor` on the other side; `-V` prints the first line only.

@@ -388,13 +388,50 @@ impl Entered {
     }
 }
 
+/// What `gsyncd mount-guard` read from its parent, if `main` read it before
+/// anything else ([`guard_wait_early`]).
+static EARLY: std::sync::OnceLock<io::Result<Vec<u8>>> = std::sync::OnceLock::new();
+
+/// For `gsyncd mount-guard`, called first thing in `main`: waits for the
+/// parent's pipe (fd `fd`) to reach end-of-file before the command line
+/// parser, the logger or anything else is loaded. A guard spends its whole
+/// life in that wait, so this keeps its resident memory at what a bare
+/// process needs (about 2 MiB instead of 5.5 MiB, measured with
+/// /proc/<pid>/status) — multiplied by every mount a node holds.
+pub fn guard_wait_early(fd: std::os::fd::RawFd) {
+    if std::env::args_os().nth(1).as_deref() != Some(OsStr::new("mount-guard")) {
+        return;
+    }
+    let read = crate::sys::take_inherited_fd(fd).and_then(read_all);
+    let _ = EARLY.set(read);
+}
+
+fn read_all(fd: OwnedFd) -> io::Result<Vec<u8>> {
+    let mut msg = Vec::new();
+    // End-of-file comes when the parent closes the pipe or dies.
+    File::from(fd).read_to_end(&mut msg)?;
+    Ok(msg)
+}
+
+/// The guard's messages: as read early by [`guard_wait_early`], else read
+/// now from `fd` (taken with `take`).
+pub fn guard_message(take: impl FnOnce() -> io::Result<OwnedFd>) -> io::Result<Vec<u8>> {
+    match EARLY.get() {
+        Some(Ok(m)) => Ok(m.clone()),
+        Some(Err(e)) => Err(io::Error::new(e.kind(), e.to_string())),
+        None => take().and_then(read_all),
+    }
+}
+
 /// `gsyncd mount-guard`: reads the protocol on `fd` until end-of-file and
 /// cleans up if the parent did not say it is done. Returns what it did:
 /// the mount point, and whether a mount was there to unmount.
 pub fn guard_main(fd: OwnedFd, mounter: &Mounter, command_dir: &Path) -> io::Result<Option<(PathBuf, bool)>> {
-    let mut msg = Vec::new();
-    // End-of-file comes when the parent closes the pipe or dies.
-    File::from(fd).read_to_end(&mut msg)?;
+    guard_cleanup(&read_all(fd)?, mounter, command_dir)
+}
+
+/// The guard's work once its parent is gone, given what the parent said.
+pub fn guard_cleanup(msg: &[u8], mounter: &Mounter, command_dir: &Path) -> io::Result<Option<(PathBuf, bool)>> {
     if msg.last() == Some(&b'D') {
         return Ok(None);
     }

@@ -396,13 +396,14 @@ pub fn gate(args: &SshGateArgs) -> anyhow::Result<()> {
 
 /// `gsyncd mount-guard`: see [`crate::gluster::auxmount`].
 pub fn mount_guard(a: &MountGuardArgs) -> anyhow::Result<()> {
-    let fd = crate::sys::take_inherited_fd(proto::ctl::CTL_FD).context("mount-guard needs its pipe on fd 3")?;
+    let msg = auxmount::guard_message(|| crate::sys::take_inherited_fd(proto::ctl::CTL_FD))
+        .context("mount-guard needs its pipe on fd 3")?;
     let mounter = if a.broker {
         Mounter::Broker { label: String::new(), user: String::new(), cli_options: a.cli_options.clone() }
     } else {
         Mounter::Direct { dir: PathBuf::new() }
     };
-    match auxmount::guard_main(fd, &mounter, &a.command_dir).context("mount guard")? {
+    match auxmount::guard_cleanup(&msg, &mounter, &a.command_dir).context("mount guard")? {
         Some((mp, true)) => {
             warn!(mount_point = %mp.display(), "the process that mounted here died before cleaning up; unmounted it")
         }

@@ -105,7 +105,7 @@ pub enum RecordRef<'a> {
 }
 
 /// An owned entry field.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct Entry {
     pub parent: Gfid,
     pub name: Vec<u8>,

@@ -1,18 +1,20 @@
 //! Replaying the changelog the translator is still writing, and then not
 //! replaying it twice when it rolls over (`live-changelog`).
 //!
-//! The translator writes every entry record, but a data or metadata record
+//! Every record waits [`SETTLE`] before it is replayed: most files are
+//! complete by then, and the files an application wrote and renamed over
+//! within that time are left out of the replay altogether (see
+//! [`super::elide`]; a convergence figure is bounded by the data records'
+//! wait anyway). Entry records are not replayed again when the rolled
+//! changelog repeats them. The translator writes a data or metadata record
 //! only for the first change of an inode in a rollover period: a file
-//! written again after the worker read it has no second record. So entry
-//! records are replayed as they arrive and skipped when the rolled
-//! changelog repeats them, while a data or metadata record is replayed once
-//! it has waited [`SETTLE`] (most files are complete by then), and the
-//! rolled changelog replays it again unless the inode has not changed since
-//! well before it was read: the brick's own inode (through its
-//! `.glusterfs` link, which costs the volume nothing) must carry a change
-//! time more than [`CTIME_SLACK`] before the read began. The slack covers
-//! file systems whose timestamps are coarse (to the second at worst), and
-//! the clock tick the kernel stamps them with.
+//! written again after the worker read it has no second record. So the
+//! rolled changelog replays a data or metadata record again unless the
+//! inode has not changed since well before it was read: the brick's own
+//! inode (through its `.glusterfs` link, which costs the volume nothing)
+//! must carry a change time more than [`CTIME_SLACK`] before the read
+//! began. The slack covers file systems whose timestamps are coarse (to the
+//! second at worst), and the clock tick the kernel stamps them with.
 
 use std::collections::{HashMap, VecDeque};
 use std::os::unix::fs::MetadataExt;
@@ -22,7 +24,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::gluster::changelog::Record;
 use crate::gluster::uuid::Gfid;
 
-/// How long a live data or metadata record waits before it is replayed.
+/// How long a live record waits before it is replayed.
 pub const SETTLE: Duration = Duration::from_secs(2);
 
 /// A change time this much before a read is certainly seen by the read.
@@ -56,25 +58,17 @@ pub struct Rolled {
 /// The worker's state of the changelog being written.
 #[derive(Debug, Default)]
 pub struct Live {
-    /// Data and metadata records, with when they arrived.
+    /// Records not replayed yet, with when they arrived: the newest
+    /// records of the changelog being written, in its order.
     waiting: VecDeque<(Instant, Record)>,
     /// When each inode's data or metadata was last read for a live replay.
     read_at: HashMap<(Gfid, Kind), SystemTime>,
 }
 
 impl Live {
-    /// Takes new records: returns the entry records, to replay now; the
-    /// others wait.
-    pub fn arrive(&mut self, records: Vec<Record>, now: Instant) -> Vec<Record> {
-        let mut entries = Vec::new();
-        for r in records {
-            if kind(&r).is_some() {
-                self.waiting.push_back((now, r));
-            } else {
-                entries.push(r);
-            }
-        }
-        entries
+    /// Takes new records; they wait [`SETTLE`].
+    pub fn arrive(&mut self, records: Vec<Record>, now: Instant) {
+        self.waiting.extend(records.into_iter().map(|r| (now, r)));
     }
 
     /// The waiting records that have settled by `now`.
@@ -101,15 +95,17 @@ impl Live {
     }
 
     /// The records of a rolled changelog still to replay, when its first
-    /// `live` records came live: those after them, and of the first ones
-    /// the data and metadata records that were not replayed live or whose
-    /// inode may have changed since (`ctime`: the change time of a regular
+    /// `live` records came live: those after them, those still waiting,
+    /// and of the ones replayed the data and metadata records whose inode
+    /// may have changed since (`ctime`: the change time of a regular
     /// file's inode on the brick, `None` when there is no such file). The
     /// live state is done with.
     pub fn rolled(&mut self, records: &[Record], live: usize, ctime: impl Fn(&Gfid) -> Option<SystemTime>) -> Rolled {
+        // What waits is the newest of what came live.
+        let replayed = live.saturating_sub(self.waiting.len());
         let mut out = Rolled { records: Vec::with_capacity(records.len().saturating_sub(live)), skipped: 0, again: 0 };
         for (i, r) in records.iter().enumerate() {
-            let keep = i >= live
+            let keep = i >= replayed
                 || match kind(r) {
                     None => false,
                     Some(k) => match self.read_at.get(&k) {
@@ -173,31 +169,32 @@ mod tests {
     }
 
     #[test]
-    fn entries_now_data_after_settling_and_the_rollover_replays_only_what_changed() {
+    fn records_settle_and_the_rollover_replays_only_what_changed() {
         let mut l = Live::default();
         let t = Instant::now();
         let recs = vec![create(1), Record::Data { gfid: g(1) }, create(2), Record::Data { gfid: g(2) }];
-        assert_eq!(l.arrive(recs.clone(), t), [create(1), create(2)]);
+        l.arrive(recs.clone(), t);
         assert!(l.settled(t + Duration::from_secs(1)).is_empty());
         assert_eq!(l.next_due(), Some(t + SETTLE));
         let ready = l.settled(t + SETTLE);
-        assert_eq!(ready, [Record::Data { gfid: g(1) }, Record::Data { gfid: g(2) }]);
+        assert_eq!(ready, recs, "in the changelog's order");
         let read = UNIX_EPOCH + Duration::from_secs(1000);
         l.reading(&ready, read);
-        // A metadata record that is still waiting at the rollover.
-        assert!(l.arrive(vec![Record::Meta { gfid: g(1), fop: Fop::SETATTR }], t + SETTLE).is_empty());
+        // Records that still wait at the rollover.
+        l.arrive(vec![Record::Meta { gfid: g(1), fop: Fop::SETATTR }, create(4)], t + SETTLE);
         let mut rolled = recs;
         rolled.push(Record::Meta { gfid: g(1), fop: Fop::SETATTR });
+        rolled.push(create(4));
         rolled.push(create(3));
         // g1 last changed well before the read; g2 changed within the
         // slack (it may have been written after the read began).
         let ctime =
             |x: &Gfid| Some(if *x == g(1) { read - Duration::from_secs(5) } else { read - Duration::from_millis(500) });
-        let r = l.rolled(&rolled, 5, ctime);
+        let r = l.rolled(&rolled, 6, ctime);
         assert_eq!(
             r.records,
-            [Record::Data { gfid: g(2) }, Record::Meta { gfid: g(1), fop: Fop::SETATTR }, create(3)],
-            "entries replayed live are not replayed again; g1's data is not sent again"
+            [Record::Data { gfid: g(2) }, Record::Meta { gfid: g(1), fop: Fop::SETATTR }, create(4), create(3)],
+            "entries replayed live are not replayed again, waiting ones are; g1's data is not sent again"
         );
         assert_eq!((r.skipped, r.again), (3, 1));
         assert_eq!(l.next_due(), None, "the rollover holds what still waited");

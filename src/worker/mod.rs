@@ -45,6 +45,7 @@
 pub mod conflicts;
 mod crawl;
 pub mod data;
+pub mod elide;
 pub mod ledger;
 pub mod live;
 pub mod primary;
@@ -685,42 +686,33 @@ impl Replicator<'_> {
 
     /// Takes records of the changelog being written: replays its entry
     /// records now; the others wait to settle ([`live::Live`]).
-    fn live_records(&self, records: Vec<Record>) -> anyhow::Result<()> {
-        let entries = self.live.borrow_mut().arrive(records, std::time::Instant::now());
-        if entries.is_empty() {
-            return Ok(());
-        }
-        self.since.set(self.stime().unwrap_or(0));
-        let mut w = Work::default();
-        w.add(&entries, self.s)?;
-        let n = w.entries.len();
-        let t = std::time::Instant::now();
-        self.in_flight(n, 0, 0);
-        self.entry_phase(w.entries)?;
-        self.in_flight(0, 0, 0);
-        debug!(entries = n, entry_ms = t.elapsed().as_millis(), "live entries replayed");
-        Ok(())
+    /// Takes a piece of the changelog being written: it waits to settle.
+    fn live_records(&self, records: Vec<Record>) {
+        self.live.borrow_mut().arrive(records, std::time::Instant::now());
     }
 
-    /// Replays the live data and metadata records that have settled.
+    /// Replays the live records that have settled: entries, then metadata
+    /// and data.
     fn live_settle(&self) -> anyhow::Result<()> {
         let records = self.live.borrow_mut().settled(std::time::Instant::now());
         if records.is_empty() {
             return Ok(());
         }
         self.since.set(self.stime().unwrap_or(0));
+        let (records, elided) = elide::elide(records, !self.s.ignore_deletes);
         let mut w = Work::default();
         w.add(&records, self.s)?;
-        self.live.borrow_mut().reading(&records, SystemTime::now());
-        let (metas, datas) = (w.metas.len(), w.datas.len());
+        let (entries, metas, datas) = (w.entries.len(), w.metas.len(), w.datas.len());
         let t = std::time::Instant::now();
-        self.in_flight(0, metas, datas);
+        self.in_flight(entries, metas, datas);
+        self.entry_phase(w.entries)?;
+        self.live.borrow_mut().reading(&records, SystemTime::now());
         self.meta_phase(w.metas)?;
         self.data_phase(w.datas)?;
         self.in_flight(0, 0, 0);
         // "Gone" meant gone only while the mount answers.
         primary::check()?;
-        debug!(metas, datas, ms = t.elapsed().as_millis(), "live data and metadata replayed");
+        debug!(entries, elided = elided.files, metas, datas, ms = t.elapsed().as_millis(), "live records replayed");
         Ok(())
     }
 
@@ -731,6 +723,7 @@ impl Replicator<'_> {
         let mut missing = false;
         let (mut live_skipped, mut live_again) = (0, 0);
         let t = std::time::Instant::now();
+        let mut records = Vec::new();
         for c in changelogs {
             if c.missing {
                 error!(ts = c.ts, path = %String::from_utf8_lossy(&c.path),
@@ -747,11 +740,13 @@ impl Replicator<'_> {
                     self.live.borrow_mut().rolled(&c.records, c.live_records as usize, |g| live::brick_ctime(brick, g));
                 live_skipped += r.skipped;
                 live_again += r.again;
-                w.add(&r.records, self.s)?;
+                records.extend(r.records);
             } else {
-                w.add(&c.records, self.s)?;
+                records.extend(c.records.iter().cloned());
             }
         }
+        let (records, elided) = elide::elide(records, !self.s.ignore_deletes);
+        w.add(&records, self.s)?;
         // What waited of the live changelog is in these.
         self.live.borrow_mut().clear();
         let prepare_ms = t.elapsed().as_millis();
@@ -820,6 +815,7 @@ impl Replicator<'_> {
                     datas,
                     live_skipped,
                     live_again,
+                    elided = elided.files,
                     prepare_ms,
                     entry_ms,
                     meta_ms,
@@ -1239,7 +1235,7 @@ fn serve(config_dir: &Path, args: &WorkerArgs, s: &Settings, link: &Link) -> any
             };
             if let ToWorker::Live(l) = first {
                 if l.generation == generation {
-                    r.live_records(l.records)?;
+                    r.live_records(l.records);
                     crate::proto::send(&mut out, &ToAgent::LiveAck, MAX_FEED_FRAME, "agent")?;
                 }
                 r.live_settle()?;

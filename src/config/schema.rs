@@ -272,7 +272,7 @@ pub static OPTIONS: &[OptionSpec] = &[
     opt("sync-xattrs", Bool, "true", "Sync extended attributes (rsync --xattrs)."),
     opt("sync-acls", Bool, "true", "Sync POSIX ACLs (rsync --acls)."),
     opt("inline-max-size", Int, "131072", "Regular files up to this many bytes are sent inside the worker's RPC stream (read whole, written in place with owner, mode, times and xattrs), not by rsync or tar; 0 sends every file by sync-method.").v(V::MinMax(0, 4 << 20)),
-    opt("live-changelog", Bool, "true", "Follow each primary brick's changelog while the translator writes it: its records replay once 2 s old (files created and renamed over within them are not made at all), and the rolled changelog replays only what changed since; false waits for every rollover, as the reference does."),
+    opt("live-changelog", Bool, "true", "Follow each primary brick's changelog while the translator writes it: entries replay once 1 s old (files created and renamed over within that time are not made at all), data and metadata once 2 s old, and the rolled changelog replays only what changed since; false waits for every rollover, as the reference does."),
     opt("max-rsync-retries", Int, "10", "Attempts at a batch's data before its files go to the failure ledger.").v(V::MinMax(1, 1000)),
     opt("state-socket-unencoded", Str, "", "Unused.").dead("glusterd requires the key of the reference; gsyncd is not driven by glusterd"),
     opt("session-owner", Str, "", "Unused.").dead(DEAD_SHIM),

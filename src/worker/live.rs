@@ -1,11 +1,11 @@
 //! Replaying the changelog the translator is still writing, and then not
 //! replaying it twice when it rolls over (`live-changelog`).
 //!
-//! Every record waits [`SETTLE`] before it is replayed: most files are
-//! complete by then, and the files an application wrote and renamed over
-//! within that time are left out of the replay altogether (see
-//! [`super::elide`]; a convergence figure is bounded by the data records'
-//! wait anyway). Entry records are not replayed again when the rolled
+//! Entry records wait [`ENTRY_SETTLE`] before they are replayed, so that
+//! the files an application wrote and renamed over within that time are
+//! left out of the replay altogether (see [`super::elide`]); data and
+//! metadata records wait [`SETTLE`], as most files are complete by then.
+//! Entry records are not replayed again when the rolled
 //! changelog repeats them. The translator writes a data or metadata record
 //! only for the first change of an inode in a rollover period: a file
 //! written again after the worker read it has no second record. So the
@@ -24,8 +24,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::gluster::changelog::Record;
 use crate::gluster::uuid::Gfid;
 
-/// How long a live record waits before it is replayed.
+/// How long a live data or metadata record waits before it is replayed.
 pub const SETTLE: Duration = Duration::from_secs(2);
+
+/// How long a live entry record waits before it is replayed.
+pub const ENTRY_SETTLE: Duration = Duration::from_millis(1000);
 
 /// A change time this much before a read is certainly seen by the read.
 pub const CTIME_SLACK: Duration = Duration::from_millis(1100);
@@ -58,33 +61,53 @@ pub struct Rolled {
 /// The worker's state of the changelog being written.
 #[derive(Debug, Default)]
 pub struct Live {
-    /// Records not replayed yet, with when they arrived: the newest
-    /// records of the changelog being written, in its order.
+    /// Entry records not replayed yet, with when they arrived: the newest
+    /// entry records of the changelog being written, in its order.
+    entries: VecDeque<(Instant, Record)>,
+    /// Data and metadata records not replayed yet, likewise.
     waiting: VecDeque<(Instant, Record)>,
     /// When each inode's data or metadata was last read for a live replay.
     read_at: HashMap<(Gfid, Kind), SystemTime>,
 }
 
-impl Live {
-    /// Takes new records; they wait [`SETTLE`].
-    pub fn arrive(&mut self, records: Vec<Record>, now: Instant) {
-        self.waiting.extend(records.into_iter().map(|r| (now, r)));
+fn due(q: &mut VecDeque<(Instant, Record)>, now: Instant, wait: Duration, out: &mut Vec<Record>) {
+    while q.front().is_some_and(|(t, _)| now.duration_since(*t) >= wait) {
+        if let Some((_, r)) = q.pop_front() {
+            out.push(r);
+        }
     }
+}
 
-    /// The waiting records that have settled by `now`.
-    pub fn settled(&mut self, now: Instant) -> Vec<Record> {
-        let mut out = Vec::new();
-        while self.waiting.front().is_some_and(|(t, _)| now.duration_since(*t) >= SETTLE) {
-            if let Some((_, r)) = self.waiting.pop_front() {
-                out.push(r);
+impl Live {
+    /// Takes new records; entries wait [`ENTRY_SETTLE`], data and
+    /// metadata [`SETTLE`].
+    pub fn arrive(&mut self, records: Vec<Record>, now: Instant) {
+        for r in records {
+            if kind(&r).is_some() {
+                self.waiting.push_back((now, r));
+            } else {
+                self.entries.push_back((now, r));
             }
         }
+    }
+
+    /// The waiting records that are due by `now`: entries (in the
+    /// changelog's order), then data and metadata.
+    pub fn settled(&mut self, now: Instant) -> Vec<Record> {
+        let mut out = Vec::new();
+        due(&mut self.entries, now, ENTRY_SETTLE, &mut out);
+        due(&mut self.waiting, now, SETTLE, &mut out);
         out
     }
 
-    /// When the oldest waiting record settles.
+    /// When the next waiting record is due.
     pub fn next_due(&self) -> Option<Instant> {
-        self.waiting.front().map(|(t, _)| *t + SETTLE)
+        let e = self.entries.front().map(|(t, _)| *t + ENTRY_SETTLE);
+        let d = self.waiting.front().map(|(t, _)| *t + SETTLE);
+        match (e, d) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// The inodes of `records` are read from now on (`at`, taken before).
@@ -101,13 +124,19 @@ impl Live {
     /// file's inode on the brick, `None` when there is no such file). The
     /// live state is done with.
     pub fn rolled(&mut self, records: &[Record], live: usize, ctime: impl Fn(&Gfid) -> Option<SystemTime>) -> Rolled {
-        // What waits is the newest of what came live.
-        let replayed = live.saturating_sub(self.waiting.len());
+        // The entries that still wait are the newest that came live.
+        let live = live.min(records.len());
+        let live_entries = records[..live].iter().filter(|r| kind(r).is_none()).count();
+        let replayed = live_entries.saturating_sub(self.entries.len());
+        let mut entry = 0;
         let mut out = Rolled { records: Vec::with_capacity(records.len().saturating_sub(live)), skipped: 0, again: 0 };
         for (i, r) in records.iter().enumerate() {
-            let keep = i >= replayed
+            let keep = i >= live
                 || match kind(r) {
-                    None => false,
+                    None => {
+                        entry += 1;
+                        entry > replayed
+                    }
                     Some(k) => match self.read_at.get(&k) {
                         Some(read) => {
                             let again = ctime(&k.0).is_none_or(|changed| changed + CTIME_SLACK >= *read);
@@ -129,6 +158,7 @@ impl Live {
 
     /// Forgets everything: a rolled changelog holds it all.
     pub fn clear(&mut self) {
+        self.entries.clear();
         self.waiting.clear();
         self.read_at.clear();
     }
@@ -174,10 +204,12 @@ mod tests {
         let t = Instant::now();
         let recs = vec![create(1), Record::Data { gfid: g(1) }, create(2), Record::Data { gfid: g(2) }];
         l.arrive(recs.clone(), t);
-        assert!(l.settled(t + Duration::from_secs(1)).is_empty());
+        assert!(l.settled(t + ENTRY_SETTLE / 2).is_empty());
+        assert_eq!(l.next_due(), Some(t + ENTRY_SETTLE));
+        assert_eq!(l.settled(t + ENTRY_SETTLE), [create(1), create(2)], "entries first, in order");
         assert_eq!(l.next_due(), Some(t + SETTLE));
         let ready = l.settled(t + SETTLE);
-        assert_eq!(ready, recs, "in the changelog's order");
+        assert_eq!(ready, [Record::Data { gfid: g(1) }, Record::Data { gfid: g(2) }]);
         let read = UNIX_EPOCH + Duration::from_secs(1000);
         l.reading(&ready, read);
         // Records that still wait at the rollover.

@@ -684,9 +684,8 @@ impl Replicator<'_> {
         XTime::decode(&v).ok().map(|t| u64::from(t.sec))
     }
 
-    /// Takes records of the changelog being written: replays its entry
-    /// records now; the others wait to settle ([`live::Live`]).
-    /// Takes a piece of the changelog being written: it waits to settle.
+    /// Takes a piece of the changelog being written: it waits to settle
+    /// ([`live::Live`]).
     fn live_records(&self, records: Vec<Record>) {
         self.live.borrow_mut().arrive(records, std::time::Instant::now());
     }

@@ -18,6 +18,7 @@ import shutil
 import signal
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import threading
@@ -434,6 +435,44 @@ class Daemon:
 
     def settle(self, seconds=3):
         time.sleep(seconds)
+
+    def stimes(self):
+        """The session's stime on each primary brick root (seconds, or
+        None where it is not set yet), grouped by replica set."""
+        out = []
+        for b in self.pvol.bricks:
+            v = None
+            try:
+                for k in os.listxattr(b):
+                    if k.startswith("trusted.glusterfs.") and k.endswith(".stime") and k.count(".") == 4:
+                        sec, usec = struct.unpack("!II", os.getxattr(b, k))
+                        v = max(v or 0, sec + usec / 1e6)
+            except OSError:
+                pass
+            out.append(v)
+        width = 2 if self.shape == "2x2" else 1
+        return [out[i:i + width] for i in range(0, len(out), width)]
+
+    def quiesce(self, timeout):
+        """Waits until the session has recorded as done every change made
+        before now: a marker is written on the primary, and every replica
+        set needs a brick whose stime has passed it. A session stopped
+        before that replays, when it starts, the changelogs it had synced
+        but not yet recorded, and the figures of the next workload would
+        count them (how much depends on where the rollover fell)."""
+        write_file(os.path.join(self.pvol.mount, ".gsyb-quiesce"), b"%f\n" % time.time())
+        t = time.time()
+
+        def done():
+            return all(any(v is not None and v >= t for v in g) for g in self.stimes())
+        try:
+            wait_until("%s to record the changes before %s as synced" % (self.label, time.strftime("%H:%M:%S")),
+                       timeout, done, interval=0.5)
+        except RuntimeError as e:
+            log("    %s (stimes: %s); stopping it anyway" % (e, self.stimes()))
+            return False
+        log("    %s recorded the earlier changes as synced after %.1f s" % (self.label, time.time() - t))
+        return True
 
 
 class RefDaemon(Daemon):
@@ -966,6 +1005,7 @@ class Bench:
         window then starts at the restart)."""
         prof = self.args.profile
         if restart:
+            quiesced = d.quiesce(self.rollover * 4 + 120)
             d.stop()
             write()
             m = Meter(d)
@@ -990,6 +1030,8 @@ class Bench:
         fig["converge_s"] = (t_conv - t_end) if t_conv else None
         fig["write_s"] = t_end - m.t0 if not restart else None
         fig["entries"] = len(psnap)
+        if restart:
+            fig["quiesced"] = quiesced
         if t_conv:
             diffs = self.verify(d, rel)
             fig["verified"] = not diffs

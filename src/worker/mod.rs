@@ -715,15 +715,16 @@ impl Replicator<'_> {
         Ok(())
     }
 
-    /// Replays a batch of changelogs, then records progress.
-    fn batch(&self, changelogs: &[Changelog]) -> anyhow::Result<()> {
+    /// Replays a batch of changelogs, then records progress. Their
+    /// records are taken out (a backlog's batch is held once, not twice).
+    fn batch(&self, changelogs: &mut [Changelog]) -> anyhow::Result<()> {
         self.since.set(self.stime().unwrap_or(0));
         let mut w = Work::default();
         let mut missing = false;
         let (mut live_skipped, mut live_again) = (0, 0);
         let t = std::time::Instant::now();
         let mut records = Vec::new();
-        for c in changelogs {
+        for c in changelogs.iter_mut() {
             if c.missing {
                 error!(ts = c.ts, path = %String::from_utf8_lossy(&c.path),
                     "a listed changelog is missing: its changes are not known; crawling what changed since stime");
@@ -741,7 +742,7 @@ impl Replicator<'_> {
                 live_again += r.again;
                 records.extend(r.records);
             } else {
-                records.extend(c.records.iter().cloned());
+                records.append(&mut c.records);
             }
         }
         let (records, elided) = elide::elide(records, !self.s.ignore_deletes);
@@ -1276,7 +1277,7 @@ fn serve(config_dir: &Path, args: &WorkerArgs, s: &Settings, link: &Link) -> any
                     Err(_) => {}
                 }
             }
-            r.batch(&batch)?;
+            r.batch(&mut batch)?;
             if !live && batch.last().is_some_and(|c| c.ts >= live_from) {
                 live = true;
                 info!("history caught up; following the live changelog");

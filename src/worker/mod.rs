@@ -774,10 +774,17 @@ impl Replicator<'_> {
             }
         }
         if !retry_entries.is_empty() {
-            let ops: Vec<EntryOp> = retry_entries.iter().map(|(_, op)| op.clone()).collect();
-            let failed = self.client.entry_ops(ops).context("entry_ops")?;
+            let mut ops: Vec<EntryOp> = retry_entries.iter().map(|(_, op)| op.clone()).collect();
+            let mut failed = self.client.entry_ops(ops.clone()).context("entry_ops")?;
+            // A retry can meet what the first attempt met (a name held by
+            // a GFID the primary no longer has there, left by another
+            // brick's worker): it goes through the same resolution,
+            // without which it would fail the same way at every retry.
+            if !failed.is_empty() {
+                failed = conflicts::resolve(self.client, &self.s.brick, &mut ops, failed).context("entry_ops")?;
+            }
             let mut l = self.ledger.borrow_mut();
-            for (n, (i, op)) in retry_entries.iter().enumerate() {
+            for (n, ((i, _), op)) in retry_entries.iter().zip(&ops).enumerate() {
                 if failed.iter().any(|f| f.index as usize == n) && !op.skip {
                     l.record(i.clone(), now());
                 } else if l.resolved(&i.gfid, &i.op, &i.path) {

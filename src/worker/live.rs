@@ -104,10 +104,7 @@ impl Live {
     pub fn next_due(&self) -> Option<Instant> {
         let e = self.entries.front().map(|(t, _)| *t + ENTRY_SETTLE);
         let d = self.waiting.front().map(|(t, _)| *t + SETTLE);
-        match (e, d) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        e.into_iter().chain(d).min()
     }
 
     /// The inodes of `records` are read from now on (`at`, taken before).

@@ -75,7 +75,7 @@ use crate::gluster::xattr::{XTime, keys};
 use crate::proto::Role;
 use crate::proto::changelog::{Changelog, HistoryAnswer, MAX_FEED_FRAME, ToAgent, ToWorker};
 use crate::proto::ctl::{Link, ToSupervisor};
-use crate::proto::rpc::{Client, EntryOp, MetaOp, Op, Stat, Time, Xattrs, replicated_xattr};
+use crate::proto::rpc::{Client, EntryFailure, EntryOp, MetaOp, Op, Stat, Time, Xattrs, replicated_xattr};
 use crate::proto::status::{self, BrickStatus};
 use settings::Settings;
 
@@ -412,19 +412,24 @@ impl Replicator<'_> {
         self.report();
     }
 
+    /// Sends entry ops to the secondary and resolves what fails there
+    /// with the primary as the truth (marking ops to skip in `entries`);
+    /// returns the failures that remain.
+    fn replay_entries(&self, entries: &mut [EntryOp]) -> anyhow::Result<Vec<EntryFailure>> {
+        let failures = self.client.entry_ops(entries.to_vec()).context("entry_ops")?;
+        if failures.is_empty() {
+            return Ok(failures);
+        }
+        info!(failures = failures.len(), "entry ops failed on the secondary; resolving with the primary as the truth");
+        conflicts::resolve(self.client, &self.s.brick, entries, failures).context("entry_ops")
+    }
+
     fn entry_phase(&self, mut entries: Vec<EntryOp>) -> anyhow::Result<()> {
         if entries.is_empty() {
             return Ok(());
         }
         let n = entries.len();
-        let mut failures = self.client.entry_ops(entries.clone()).context("entry_ops")?;
-        if !failures.is_empty() {
-            info!(
-                failures = failures.len(),
-                "entry ops failed on the secondary; resolving with the primary as the truth"
-            );
-            failures = conflicts::resolve(self.client, &self.s.brick, &mut entries, failures).context("entry_ops")?;
-        }
+        let failures = self.replay_entries(&mut entries)?;
         let mut l = self.ledger.borrow_mut();
         for f in &failures {
             if !conflicts::still_relevant(&f.entry)? {
@@ -757,13 +762,14 @@ impl Replicator<'_> {
         }
         let now_s = now();
         let due: Vec<ledger::Item> = self.ledger.borrow().due(now_s).cloned().collect();
-        let mut retry_entries: Vec<(ledger::Item, EntryOp)> = Vec::new();
+        let (mut retried, mut ops): (Vec<ledger::Item>, Vec<EntryOp>) = (Vec::new(), Vec::new());
         for i in due {
             match &i.kind {
                 ledger::Kind::Entry(op) => {
                     let mut op = op.clone();
                     op.skip = !conflicts::still_relevant(&op)?;
-                    retry_entries.push((i.clone(), op));
+                    ops.push(op);
+                    retried.push(i.clone());
                 }
                 ledger::Kind::Data => {
                     w.datas.insert(i.gfid);
@@ -773,18 +779,14 @@ impl Replicator<'_> {
                 }
             }
         }
-        if !retry_entries.is_empty() {
-            let mut ops: Vec<EntryOp> = retry_entries.iter().map(|(_, op)| op.clone()).collect();
-            let mut failed = self.client.entry_ops(ops.clone()).context("entry_ops")?;
+        if !ops.is_empty() {
             // A retry can meet what the first attempt met (a name held by
             // a GFID the primary no longer has there, left by another
             // brick's worker): it goes through the same resolution,
             // without which it would fail the same way at every retry.
-            if !failed.is_empty() {
-                failed = conflicts::resolve(self.client, &self.s.brick, &mut ops, failed).context("entry_ops")?;
-            }
+            let failed = self.replay_entries(&mut ops)?;
             let mut l = self.ledger.borrow_mut();
-            for (n, ((i, _), op)) in retry_entries.iter().zip(&ops).enumerate() {
+            for (n, (i, op)) in retried.iter().zip(&ops).enumerate() {
                 if failed.iter().any(|f| f.index as usize == n) && !op.skip {
                     l.record(i.clone(), now());
                 } else if l.resolved(&i.gfid, &i.op, &i.path) {

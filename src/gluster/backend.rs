@@ -26,9 +26,28 @@ pub fn dir_entry(brick: &Path, g: &Gfid) -> Option<(Gfid, Vec<u8>)> {
     (!name.is_empty()).then(|| (parent, name.to_vec()))
 }
 
+/// Names at a volume's root that belong to GlusterFS, not to its users,
+/// and are never replicated: the brick's `.glusterfs` store, the trash
+/// directory, and replicate's directory of anonymous inodes
+/// (`.glusterfs-anonymous-inode-<volume id>`, on every brick since
+/// GlusterFS 10, hidden from mounts; a lookup of its GFID through a mount
+/// fails with EINVAL).
+pub fn internal_at_root(name: &[u8]) -> bool {
+    name == b".glusterfs" || name == b".trashcan" || name.starts_with(b".glusterfs-anonymous-inode-")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn internal_names_at_root() {
+        assert!(internal_at_root(b".glusterfs"));
+        assert!(internal_at_root(b".trashcan"));
+        assert!(internal_at_root(b".glusterfs-anonymous-inode-31a089cf-503b-4c83-8ee7-0cf0b2557513"));
+        assert!(!internal_at_root(b".glusterfs-x"));
+        assert!(!internal_at_root(b"data"));
+    }
 
     #[test]
     fn reads_the_directory_link() {

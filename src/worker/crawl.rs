@@ -195,7 +195,7 @@ impl Replicator<'_> {
             for d in rd {
                 let d = d.with_context(|| format!("cannot read {} on the brick", dir.display()))?;
                 let name = d.file_name();
-                if dir == root && (name == ".glusterfs" || name == ".trashcan") {
+                if dir == root && crate::gluster::backend::internal_at_root(name.as_bytes()) {
                     continue;
                 }
                 let path = d.path();
@@ -287,7 +287,7 @@ impl Replicator<'_> {
                 }
             };
             for e in list {
-                if *d == Uuid::ROOT && (e.name == b".trashcan" || e.name == b".glusterfs") {
+                if *d == Uuid::ROOT && crate::gluster::backend::internal_at_root(&e.name) {
                     continue;
                 }
                 let Some(g) = e.gfid else { continue };

@@ -85,10 +85,15 @@ fn converge_with(p: &Volume, s: &Volume, sess: &Session, child: &mut Running, ti
         let exited = child.try_wait();
         if Instant::now() > deadline || exited.is_some() {
             let log = sess.log_text();
+            // The whole log, and the mounts' logs, outlive the session's
+            // directory.
+            let kept = std::env::temp_dir().join(format!("gsyncd-test-{}-{}", sess.name, std::process::id()));
+            let _ = Command::new("cp").arg("-a").arg(sess.dir.path()).arg(&kept).status();
             let tail: Vec<&str> = log.lines().rev().take(400).collect();
             panic!(
-                "the secondary did not converge (supervise {exited:?}):\n{}\nlog tail:\n{}",
+                "the secondary did not converge (supervise {exited:?}):\n{}\nlog tail ({} holds it all):\n{}",
                 tree::report(&d),
+                kept.display(),
                 tail.into_iter().rev().collect::<Vec<_>>().join("\n")
             );
         }
@@ -460,6 +465,24 @@ fn replicated(fx: &Fixture) {
     // One worker per replica set syncs; the other two are Passive.
     let passive = sess.log_text().matches("Passive: another brick of this replica set syncs it").count();
     assert_eq!(passive, 2, "{}", sess.log_text());
+
+    // A rename storm over the same names, whose temporary names hash to
+    // both replica sets: each set's worker replays its own RENAMEs onto a
+    // name, in its own time, so an older RENAME can reach the secondary
+    // after a newer one. The primary's latest must win.
+    fs::create_dir(m.join("storm")).unwrap();
+    for r in 0..40 {
+        for n in 0..12 {
+            let dst = m.join(format!("storm/file{n:02}"));
+            let tmp = m.join(format!("storm/file{n:02}.{r}.tmp"));
+            write(&tmp, format!("round {r} of {n}").as_bytes());
+            fs::rename(&tmp, &dst).unwrap();
+        }
+        if r % 10 == 9 {
+            std::thread::sleep(Duration::from_millis(1500));
+        }
+    }
+    converge(&p, &s, &sess, &mut child, Duration::from_secs(120));
 
     for i in 0..30 {
         fs::rename(m.join(format!("r/a/f{i}")), m.join(format!("r/a/b/g{i}"))).unwrap();

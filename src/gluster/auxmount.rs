@@ -139,6 +139,16 @@ pub fn broker_umount_argv(command_dir: &Path, cli_options: &[String], path: &Pat
     v
 }
 
+/// Mount parameters that make every lookup on the mount ask the bricks:
+/// no kernel entry or attribute cache (FUSE) and no client-side metadata
+/// cache (md-cache). Without them a name the primary renamed something
+/// over, or a GFID it deleted, reads as before for about a second; on a
+/// volume of several replica sets, whose workers replay their changelogs
+/// concurrently, a conflict decided on such a stale answer puts an older
+/// file back over a newer one that the other set's worker already synced.
+pub const FRESH_LOOKUPS: [&str; 4] =
+    ["entry-timeout=0", "attribute-timeout=0", "negative-timeout=0", "xlator-option=*md-cache.md-cache-timeout=0"];
+
 /// Moves this process into a mount namespace of its own whose mounts do
 /// not propagate back, so that its aux mount is invisible to every other
 /// process. Must run before any thread is started.

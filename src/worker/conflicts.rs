@@ -67,6 +67,60 @@ pub fn still_relevant(e: &EntryOp) -> primary::Res<bool> {
     })
 }
 
+/// Ops that put a GFID at a name (for a RENAME, its destination).
+fn makes_name(op: Op) -> bool {
+    matches!(op, Op::Create | Op::Mknod | Op::Mkdir | Op::Symlink | Op::Link | Op::Rename)
+}
+
+/// For a RENAME that is not replayed, of a file the primary no longer has:
+/// the UNLINK of its source name on the secondary (which removes it only
+/// while that name still holds the GFID). Without it the source name,
+/// which the primary renamed away, would stay on the secondary.
+fn gone_source(e: &EntryOp) -> primary::Res<Option<EntryOp>> {
+    if e.op != Op::Rename || on_primary(&e.gfid)?.is_some() {
+        return Ok(None);
+    }
+    let dir = e.stat.is_some_and(|st| st.mode & 0o170_000 == 0o040_000);
+    Ok(Some(EntryOp::new(if dir { Op::Rmdir } else { Op::Unlink }, e.gfid, e.entry.clone())))
+}
+
+/// On a volume of several replica sets, before a batch is replayed: a
+/// RENAME of a file the primary no longer has becomes the UNLINK of its
+/// source name. Another set's worker replays its own changelog in its own
+/// time, so the newer file that displaced this one may already be on the
+/// secondary, or the name may already be gone there; replayed as recorded,
+/// the older RENAME would put a file the primary deleted back at that name
+/// (where nothing later corrects it). Returns how many were changed.
+pub fn settle_renames(entries: &mut [EntryOp]) -> primary::Res<usize> {
+    let mut n = 0;
+    for e in entries.iter_mut().filter(|e| !e.skip) {
+        if let Some(u) = gone_source(e)? {
+            debug!(gfid = %e.gfid, "RENAME of a file the primary no longer has: only its source name goes");
+            *e = u;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// The cleanups ([`gone_source`]) of ops dropped as superseded: sent
+/// together; what they meet on the secondary is left to later records.
+pub fn clean_superseded<'a>(
+    client: &Client,
+    dropped: impl IntoIterator<Item = &'a EntryOp>,
+) -> Result<usize, ConflictError> {
+    let mut ops = Vec::new();
+    for e in dropped {
+        ops.extend(gone_source(e)?);
+    }
+    let n = ops.len();
+    if n > 0 {
+        let left = client.entry_ops(ops)?;
+        debug!(sent = n, failed = left.len(), "source names of superseded renames removed");
+    }
+    Ok(n)
+}
+
 fn parent_of(entry: &[u8]) -> Option<Gfid> {
     entry.split(|&b| b == b'/').nth(1).and_then(|g| Uuid::parse(g).ok())
 }
@@ -92,13 +146,14 @@ fn fixes(failures: &[EntryFailure], entries: &mut [EntryOp], brick: &Path) -> pr
                     let op = if i.secondary_isdir { Op::Rmdir } else { Op::Unlink };
                     fix.push(EntryOp::new(op, sg, pbname));
                     drop_gfids.insert(sg);
-                    if e.op == Op::Rename && on_primary(&e.gfid)?.is_none() {
+                    if let Some(c) = gone_source(e)? {
                         drop_gfids.insert(e.gfid);
-                        fix.push(EntryOp::new(Op::Unlink, e.gfid, e.entry.clone()));
+                        fix.push(c);
                     }
                 }
                 Some(st) => {
-                    if primary_gfid(&pbname)? == Some(sg) {
+                    let now = primary_gfid(&pbname)?;
+                    if now == Some(sg) {
                         // The primary has the same name with the same GFID.
                         drop_gfids.insert(e.gfid);
                         if e.op == Op::Rename {
@@ -124,8 +179,21 @@ fn fixes(failures: &[EntryFailure], entries: &mut [EntryOp], brick: &Path) -> pr
                             }
                             None => warn!(gfid = %sg, "cannot find the directory's name on this brick"),
                         }
-                    } else {
+                    } else if now == Some(e.gfid) || !makes_name(e.op) {
                         fix.push(EntryOp::new(Op::Unlink, sg, pbname));
+                    } else {
+                        // The primary's name holds neither: the op is
+                        // older than what the primary did to that name
+                        // since (another replica set's worker may have
+                        // replayed the newer op already). It is not put
+                        // over what is there; the newer records say what
+                        // becomes of the name.
+                        debug!(op = %e.op, gfid = %e.gfid, held_by = %sg,
+                            "superseded on the primary: not replayed over another file");
+                        if let Some(x) = entries.get_mut(f.index as usize) {
+                            x.skip = true;
+                        }
+                        fix.extend(gone_source(e)?);
                     }
                 }
             }

@@ -281,6 +281,8 @@ struct Replicator<'a> {
     s: &'a Settings,
     client: &'a Client,
     pid: u32,
+    /// The primary's replica sets (their workers replay concurrently).
+    dist: u32,
     prefix: String,
     link: &'a Link,
     ledger: RefCell<ledger::Ledger>,
@@ -429,11 +431,16 @@ impl Replicator<'_> {
             return Ok(());
         }
         let n = entries.len();
+        if self.dist > 1 {
+            conflicts::settle_renames(&mut entries)?;
+        }
         let failures = self.replay_entries(&mut entries)?;
+        let mut superseded = Vec::new();
         let mut l = self.ledger.borrow_mut();
         for f in &failures {
             if !conflicts::still_relevant(&f.entry)? {
                 debug!(op = %f.entry.op, gfid = %f.entry.gfid, "failed op superseded on the primary since; dropped");
+                superseded.push(&f.entry);
                 continue;
             }
             warn!(
@@ -458,6 +465,8 @@ impl Replicator<'_> {
                 now(),
             );
         }
+        drop(l);
+        conflicts::clean_superseded(self.client, superseded).context("entry_ops")?;
         self.status.borrow_mut().entry_ops += n as u64;
         debug!(entries = n, failures = failures.len(), "entry phase");
         Ok(())
@@ -785,6 +794,7 @@ impl Replicator<'_> {
             // brick's worker): it goes through the same resolution,
             // without which it would fail the same way at every retry.
             let failed = self.replay_entries(&mut ops)?;
+            conflicts::clean_superseded(self.client, ops.iter().filter(|o| o.skip)).context("entry_ops")?;
             let mut l = self.ledger.borrow_mut();
             for (n, (i, op)) in retried.iter().zip(&ops).enumerate() {
                 if failed.iter().any(|f| f.index as usize == n) && !op.skip {
@@ -926,6 +936,19 @@ fn preflight(vol: &crate::gluster::volinfo::Volume, s: &Settings) -> Result<(), 
     Ok(())
 }
 
+/// `gluster-params`, and with more than one replica set, lookups that
+/// bypass the mount's caches: conflicts between the sets' workers are
+/// decided by what the primary holds now (see
+/// [`auxmount::FRESH_LOOKUPS`]). One set replays in changelog order, where a
+/// stale answer is corrected by the records that follow.
+fn primary_mount_params(s: &Settings, dist: u32) -> Vec<String> {
+    let mut p = s.gluster_params.clone();
+    if dist > 1 {
+        p.extend(auxmount::FRESH_LOOKUPS.iter().map(|&o| o.to_owned()));
+    }
+    p
+}
+
 fn local_node() -> String {
     nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "localhost".into())
 }
@@ -977,7 +1000,7 @@ fn serve(config_dir: &Path, args: &WorkerArgs, s: &Settings, link: &Link) -> any
         volume: s.primary.clone(),
         log_file: s.gluster_log_file.clone(),
         log_level: s.gluster_log_level.clone(),
-        params: s.gluster_params.clone(),
+        params: primary_mount_params(s, pvol.distribution_count()),
         timeout: s.connection_timeout,
     };
     let mounted = auxmount::mount_and_enter(&opts, &Mounter::Direct { dir: s.run_dir.join("mnt") }, &exe)?;
@@ -1010,6 +1033,7 @@ fn serve(config_dir: &Path, args: &WorkerArgs, s: &Settings, link: &Link) -> any
         s,
         client: &sec.client,
         pid: sec.pid,
+        dist: pvol.distribution_count(),
         prefix,
         link,
         ledger,

@@ -417,10 +417,10 @@ pub fn mount_guard(a: &MountGuardArgs) -> anyhow::Result<()> {
 
 /// The secondary's mount parameters. With more than one primary replica
 /// set, several workers' servers change the same names through mounts of
-/// their own, and each decides by what its mount says is there: lookups
-/// bypass the caches ([`auxmount::FRESH_LOOKUPS`]), or a name that another
-/// server just renamed a newer file onto reads as the older one for about
-/// a second, and an unlink by name removes the newer file. glusterd's
+/// their own, and each decides by what its mount says is there: the
+/// caches are kept short ([`auxmount::FRESH_LOOKUPS`]), or a name that
+/// another server just renamed a newer file onto reads as the older one
+/// for about a second, and an unlink by name removes the newer file. glusterd's
 /// mountbroker accepts only the geo-replication mount parameters, so a
 /// non-root secondary mounts with the caches.
 fn secondary_mount_params(root: bool, primary_dist_count: u32) -> Vec<String> {

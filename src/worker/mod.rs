@@ -936,9 +936,9 @@ fn preflight(vol: &crate::gluster::volinfo::Volume, s: &Settings) -> Result<(), 
     Ok(())
 }
 
-/// `gluster-params`, and with more than one replica set, lookups that
-/// bypass the mount's caches: conflicts between the sets' workers are
-/// decided by what the primary holds now (see
+/// `gluster-params`, and with more than one replica set, short-lived
+/// caches: conflicts between the sets' workers are decided by what the
+/// primary held at most 0.2 s ago (see
 /// [`auxmount::FRESH_LOOKUPS`]). One set replays in changelog order, where a
 /// stale answer is corrected by the records that follow.
 fn primary_mount_params(s: &Settings, dist: u32) -> Vec<String> {

@@ -103,7 +103,16 @@ struct Proc {
     phase: String,
     /// The error it said it stops with.
     error: Option<String>,
+    /// Its ctl channel reached its end: every message it sent was read.
+    closed: bool,
+    /// It exited (the status) before its channel was read to the end: the
+    /// exit is handled when it is, so that the error it sent just before
+    /// exiting is not lost to the race between SIGCHLD and its reader.
+    exited: Option<(String, Instant)>,
 }
+
+/// How long an exit waits for the child's last messages.
+const LAST_WORDS: Duration = Duration::from_millis(500);
 
 /// The lifecycle of a supervised unit (the monitor, or a brick's pair).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -332,6 +341,8 @@ impl Supervisor {
             ready: false,
             phase: "starting".into(),
             error: None,
+            closed: false,
+            exited: None,
         })
     }
 
@@ -563,7 +574,53 @@ impl Supervisor {
             return;
         };
         let Some(unit) = self.unit_mut(key.as_deref()) else { return };
-        let Some(p) = unit.procs.remove(&kind) else { return };
+        if !stopping
+            && unit.state != State::Stopping
+            && unit.state.restart_at().is_none()
+            && let Some(p) = unit.procs.get_mut(&kind)
+            && !p.closed
+        {
+            p.exited.get_or_insert_with(|| (status.to_owned(), Instant::now()));
+            return;
+        }
+        self.finish_exit(key, &kind, status);
+    }
+
+    /// A child's channel reached its end: an exit that waited for it is
+    /// handled now.
+    fn on_closed(&mut self, id: u64) {
+        let Some((key, kind)) = self.unit_of(id) else { return };
+        let Some(unit) = self.unit_mut(key.as_deref()) else { return };
+        let Some(p) = unit.procs.get_mut(&kind) else { return };
+        p.closed = true;
+        if let Some((status, _)) = p.exited.take() {
+            self.finish_exit(key, &kind, &status);
+        }
+    }
+
+    /// Handles the exits that waited at least `wait` for their channel
+    /// (a grandchild may hold it open).
+    fn overdue_exits(&mut self, wait: Duration) {
+        let now = Instant::now();
+        let keys: Vec<Option<Vec<u8>>> = std::iter::once(None).chain(self.bricks.keys().cloned().map(Some)).collect();
+        for key in keys {
+            let Some(u) = self.unit_mut(key.as_deref()) else { continue };
+            let due: Vec<(Kind, String)> = u
+                .procs
+                .iter_mut()
+                .filter(|(_, p)| p.exited.as_ref().is_some_and(|(_, at)| now.duration_since(*at) >= wait))
+                .filter_map(|(k, p)| p.exited.take().map(|(st, _)| (k.clone(), st)))
+                .collect();
+            for (kind, status) in due {
+                self.finish_exit(key.clone(), &kind, &status);
+            }
+        }
+    }
+
+    fn finish_exit(&mut self, key: Option<Vec<u8>>, kind: &Kind, status: &str) {
+        let stopping = self.stopping;
+        let Some(unit) = self.unit_mut(key.as_deref()) else { return };
+        let Some(p) = unit.procs.remove(kind) else { return };
         if stopping || unit.state == State::Stopping {
             info!(child = %kind.label(), status = %status, "{} exited: {status}", kind.label());
             return;
@@ -689,6 +746,9 @@ impl Supervisor {
             if let Some(at) = u.state.restart_at() {
                 d = d.min(at.saturating_duration_since(now));
             }
+            for (_, at) in u.procs.values().filter_map(|p| p.exited.as_ref()) {
+                d = d.min((*at + LAST_WORDS).saturating_duration_since(now));
+            }
         }
         if let Some(wd) = self.watchdog {
             d = d.min((self.last_watchdog + wd / 2).saturating_duration_since(now));
@@ -802,6 +862,8 @@ impl Supervisor {
     /// SIGTERM/SIGINT: tell children to stop, wait, then SIGKILL leftovers.
     fn shutdown(&mut self, rx: &Receiver<Event>) {
         self.stopping = true;
+        // Exits that waited for their channel: nothing is restarted now.
+        self.overdue_exits(Duration::ZERO);
         notify(&[sd_notify::NotifyState::Stopping, sd_notify::NotifyState::Status("stopping")]);
         info!("stopping children");
         for u in std::iter::once(&mut self.monitor).chain(self.bricks.values_mut()) {
@@ -947,11 +1009,13 @@ pub fn run(config_dir: &Path, args: &SuperviseArgs) -> anyhow::Result<()> {
                 }
                 // SIGCHLD tells when it is gone; make sure it is.
                 sup.reap();
+                sup.on_closed(id);
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return Ok(()),
         }
         sup.reap();
+        sup.overdue_exits(LAST_WORDS);
         sup.tick();
     }
 }

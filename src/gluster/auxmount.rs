@@ -157,6 +157,16 @@ pub fn broker_umount_argv(command_dir: &Path, cli_options: &[String], path: &Pat
 pub const FRESH_LOOKUPS: [&str; 4] =
     ["entry-timeout=0.2", "attribute-timeout=0.2", "negative-timeout=0", "xlator-option=*md-cache.md-cache-timeout=0"];
 
+/// `base`, with [`FRESH_LOOKUPS`] when the primary has more than one
+/// replica set (`primary_dist_count` > 1). One set replays in changelog
+/// order, where a stale answer is corrected by the records that follow.
+pub fn params_for(mut base: Vec<String>, primary_dist_count: u32) -> Vec<String> {
+    if primary_dist_count > 1 {
+        base.extend(FRESH_LOOKUPS.iter().map(|&o| o.to_owned()));
+    }
+    base
+}
+
 /// Moves this process into a mount namespace of its own whose mounts do
 /// not propagate back, so that its aux mount is invisible to every other
 /// process. Must run before any thread is started.
@@ -485,6 +495,15 @@ mod tests {
             params: vec!["aux-gfid-mount".into(), "acl".into()],
             timeout: Duration::from_secs(60),
         }
+    }
+
+    #[test]
+    fn short_caches_only_with_several_replica_sets() {
+        let base = vec!["aux-gfid-mount".to_owned()];
+        assert_eq!(params_for(base.clone(), 1), base);
+        let p = params_for(base.clone(), 2);
+        assert_eq!(p[0], "aux-gfid-mount");
+        assert_eq!(&p[1..], FRESH_LOOKUPS);
     }
 
     #[test]

@@ -257,7 +257,14 @@ pub fn run(a: &SecondaryArgs) -> anyhow::Result<()> {
         volume: url.volume.clone(),
         log_file: mount_log_file(a, &url),
         log_level: a.secondary_gluster_log_level.clone().unwrap_or_else(|| "INFO".into()),
-        params: secondary_mount_params(root, a.primary_dist_count),
+        // Short caches where several servers change the same names (see
+        // auxmount::FRESH_LOOKUPS); glusterd's mountbroker accepts only the
+        // geo-replication mount parameters, so a non-root secondary mounts
+        // with the caches.
+        params: auxmount::params_for(
+            vec!["aux-gfid-mount".into(), "acl".into()],
+            if root { a.primary_dist_count } else { 1 },
+        ),
         timeout: Duration::from_secs(a.connection_timeout.max(1)),
     };
     let mounter = if root {
@@ -413,20 +420,4 @@ pub fn mount_guard(a: &MountGuardArgs) -> anyhow::Result<()> {
         None => {}
     }
     Ok(())
-}
-
-/// The secondary's mount parameters. With more than one primary replica
-/// set, several workers' servers change the same names through mounts of
-/// their own, and each decides by what its mount says is there: the
-/// caches are kept short ([`auxmount::FRESH_LOOKUPS`]), or a name that
-/// another server just renamed a newer file onto reads as the older one
-/// for about a second, and an unlink by name removes the newer file. glusterd's
-/// mountbroker accepts only the geo-replication mount parameters, so a
-/// non-root secondary mounts with the caches.
-fn secondary_mount_params(root: bool, primary_dist_count: u32) -> Vec<String> {
-    let mut p = vec!["aux-gfid-mount".to_owned(), "acl".to_owned()];
-    if root && primary_dist_count > 1 {
-        p.extend(auxmount::FRESH_LOOKUPS.iter().map(|&o| o.to_owned()));
-    }
-    p
 }

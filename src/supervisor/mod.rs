@@ -560,7 +560,7 @@ impl Supervisor {
         }
         let stopping = self.stopping;
         let mut found = None;
-        for key in std::iter::once(None).chain(self.bricks.keys().cloned().map(Some)).collect::<Vec<_>>() {
+        for key in self.unit_keys() {
             if let Some(u) = self.unit_mut(key.as_deref())
                 && let Some((k, _)) = u.procs.iter().find(|(_, p)| p.pid == pid)
             {
@@ -586,6 +586,11 @@ impl Supervisor {
         self.finish_exit(key, &kind, status);
     }
 
+    /// The keys of every unit: `None` for the monitor, then each brick.
+    fn unit_keys(&self) -> Vec<Option<Vec<u8>>> {
+        std::iter::once(None).chain(self.bricks.keys().cloned().map(Some)).collect()
+    }
+
     /// A child's channel reached its end: an exit that waited for it is
     /// handled now.
     fn on_closed(&mut self, id: u64) {
@@ -602,8 +607,7 @@ impl Supervisor {
     /// (a grandchild may hold it open).
     fn overdue_exits(&mut self, wait: Duration) {
         let now = Instant::now();
-        let keys: Vec<Option<Vec<u8>>> = std::iter::once(None).chain(self.bricks.keys().cloned().map(Some)).collect();
-        for key in keys {
+        for key in self.unit_keys() {
             let Some(u) = self.unit_mut(key.as_deref()) else { continue };
             let due: Vec<(Kind, String)> = u
                 .procs
@@ -683,7 +687,7 @@ impl Supervisor {
     /// become ready in time, and pings the watchdog.
     fn tick(&mut self) {
         let now = Instant::now();
-        let keys: Vec<Option<Vec<u8>>> = std::iter::once(None).chain(self.bricks.keys().cloned().map(Some)).collect();
+        let keys = self.unit_keys();
         let timeout = Duration::from_secs(u64::try_from(config_int(&self.cfg, "connection-timeout", 60)).unwrap_or(60));
         for key in keys {
             let Some(u) = self.unit_mut(key.as_deref()) else { continue };

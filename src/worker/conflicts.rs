@@ -90,17 +90,15 @@ fn gone_source(e: &EntryOp) -> primary::Res<Option<EntryOp>> {
 /// time, so the newer file that displaced this one may already be on the
 /// secondary, or the name may already be gone there; replayed as recorded,
 /// the older RENAME would put a file the primary deleted back at that name
-/// (where nothing later corrects it). Returns how many were changed.
-pub fn settle_renames(entries: &mut [EntryOp]) -> primary::Res<usize> {
-    let mut n = 0;
+/// (where nothing later corrects it).
+pub fn settle_renames(entries: &mut [EntryOp]) -> primary::Res<()> {
     for e in entries.iter_mut().filter(|e| !e.skip) {
         if let Some(u) = gone_source(e)? {
             debug!(gfid = %e.gfid, "RENAME of a file the primary no longer has: only its source name goes");
             *e = u;
-            n += 1;
         }
     }
-    Ok(n)
+    Ok(())
 }
 
 /// The cleanups ([`gone_source`]) of ops dropped as superseded: sent
@@ -108,7 +106,7 @@ pub fn settle_renames(entries: &mut [EntryOp]) -> primary::Res<usize> {
 pub fn clean_superseded<'a>(
     client: &Client,
     dropped: impl IntoIterator<Item = &'a EntryOp>,
-) -> Result<usize, ConflictError> {
+) -> Result<(), ConflictError> {
     let mut ops = Vec::new();
     for e in dropped {
         ops.extend(gone_source(e)?);
@@ -118,7 +116,7 @@ pub fn clean_superseded<'a>(
         let left = client.entry_ops(ops)?;
         debug!(sent = n, failed = left.len(), "source names of superseded renames removed");
     }
-    Ok(n)
+    Ok(())
 }
 
 fn parent_of(entry: &[u8]) -> Option<Gfid> {

@@ -936,19 +936,6 @@ fn preflight(vol: &crate::gluster::volinfo::Volume, s: &Settings) -> Result<(), 
     Ok(())
 }
 
-/// `gluster-params`, and with more than one replica set, short-lived
-/// caches: conflicts between the sets' workers are decided by what the
-/// primary held at most 0.2 s ago (see
-/// [`auxmount::FRESH_LOOKUPS`]). One set replays in changelog order, where a
-/// stale answer is corrected by the records that follow.
-fn primary_mount_params(s: &Settings, dist: u32) -> Vec<String> {
-    let mut p = s.gluster_params.clone();
-    if dist > 1 {
-        p.extend(auxmount::FRESH_LOOKUPS.iter().map(|&o| o.to_owned()));
-    }
-    p
-}
-
 fn local_node() -> String {
     nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "localhost".into())
 }
@@ -1000,7 +987,7 @@ fn serve(config_dir: &Path, args: &WorkerArgs, s: &Settings, link: &Link) -> any
         volume: s.primary.clone(),
         log_file: s.gluster_log_file.clone(),
         log_level: s.gluster_log_level.clone(),
-        params: primary_mount_params(s, pvol.distribution_count()),
+        params: auxmount::params_for(s.gluster_params.clone(), pvol.distribution_count()),
         timeout: s.connection_timeout,
     };
     let mounted = auxmount::mount_and_enter(&opts, &Mounter::Direct { dir: s.run_dir.join("mnt") }, &exe)?;

@@ -501,7 +501,7 @@ mod tests {
     fn short_caches_only_with_several_replica_sets() {
         let base = vec!["aux-gfid-mount".to_owned()];
         assert_eq!(params_for(base.clone(), 1), base);
-        let p = params_for(base.clone(), 2);
+        let p = params_for(base, 2);
         assert_eq!(p[0], "aux-gfid-mount");
         assert_eq!(&p[1..], FRESH_LOOKUPS);
     }
